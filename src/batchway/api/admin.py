@@ -1,0 +1,76 @@
+"""The admin API: gateway keys. Every route needs the config's ``admin_key``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from batchway.api.auth import authenticate_admin
+from batchway.api.openai.routes import json_response, parse_json, validated
+from batchway.core.models import ApiKey
+from batchway.gateway import Gateway
+
+__all__ = ["admin_routes"]
+
+
+class KeyCreate(BaseModel):
+    """The body of ``POST /admin/keys``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    budget_usd: float | None = Field(default=None, ge=0)
+    models: list[str] | None = None
+
+
+def _key_json(key: ApiKey) -> dict[str, object]:
+    return {
+        "id": key.id,
+        "object": "gateway.key",
+        "name": key.name,
+        "created_at": key.created_at,
+        "models": list(key.models) if key.models is not None else None,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "budget_usd": key.budget_usd,
+        "revoked": key.revoked,
+    }
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    authenticate_admin(request, gateway.keys)
+    return gateway
+
+
+async def create_key(request: Request) -> Response:
+    gateway = _gateway(request)
+    body = validated(KeyCreate, await parse_json(request))
+    key, secret = await gateway.keys.create(
+        name=body.name, models=body.models, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd
+    )
+    return json_response({**_key_json(key), "key": secret})
+
+
+async def list_keys(request: Request) -> Response:
+    gateway = _gateway(request)
+    keys = await gateway.keys.list()
+    return json_response({"object": "list", "data": [_key_json(k) for k in keys]})
+
+
+async def revoke_key(request: Request) -> Response:
+    gateway = _gateway(request)
+    await gateway.keys.revoke(request.path_params["key_id"])
+    return json_response({"id": request.path_params["key_id"], "revoked": True})
+
+
+def admin_routes() -> list[Route]:
+    return [
+        Route("/admin/keys", create_key, methods=["POST"]),
+        Route("/admin/keys", list_keys, methods=["GET"]),
+        Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
+    ]

@@ -1,0 +1,74 @@
+"""The ASGI application: routes, error rendering, and the lifespan that owns all I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from batchway.api.admin import admin_routes
+from batchway.api.errors import handle_gateway_error, handle_http_error, handle_unexpected
+from batchway.api.openai.routes import openai_routes
+from batchway.config import Config
+from batchway.errors import GatewayError
+from batchway.gateway import Gateway, open_gateway
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("batchway.api")
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
+    """The gateway app. The batch worker runs inside it unless ``run_worker`` is False
+    (or the config's ``worker.enabled`` is, when ``run_worker`` is None)."""
+    with_worker = config.worker.enabled if run_worker is None else run_worker
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_gateway(config) as gateway:
+            app.state.gateway = gateway
+            app.state.loop = asyncio.get_running_loop()  # tests and the demo reach in here
+            task = asyncio.create_task(_run_worker(gateway)) if with_worker else None
+            try:
+                yield
+            finally:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            *openai_routes("/v1"),
+            *openai_routes(""),
+            *admin_routes(),
+        ],
+        exception_handlers={
+            GatewayError: handle_gateway_error,
+            HTTPException: handle_http_error,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+
+
+async def _run_worker(gateway: Gateway) -> None:
+    try:
+        await gateway.worker.run()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("the batch worker stopped", extra={"action": "worker_crashed"})
+        raise

@@ -1,0 +1,122 @@
+"""The only place errors are rendered: each dialect's envelope, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from batchway.errors import GatewayError, RateLimited
+
+__all__ = [
+    "anthropic_error",
+    "handle_gateway_error",
+    "handle_http_error",
+    "handle_unexpected",
+    "openai_error",
+]
+
+log = logging.getLogger("batchway.api")
+
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def openai_error(
+    status: int,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An error in the OpenAI envelope: ``{"error": {message, type, param, code}}``."""
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def anthropic_error(
+    status: int, message: str, *, headers: dict[str, str] | None = None
+) -> Response:
+    """An error in the Anthropic envelope: ``{"type": "error", "error": {type, message}}``."""
+    error_type = _ANTHROPIC_TYPES.get(
+        status, "api_error" if status >= 500 else "invalid_request_error"
+    )
+    body = {"type": "error", "error": {"type": error_type, "message": message}}
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def _is_anthropic(request: Request) -> bool:
+    return request.url.path.startswith("/v1/messages")
+
+
+def _render(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    type_: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    if _is_anthropic(request):
+        return anthropic_error(status, message, headers=headers)
+    # OpenAI reports authentication failures as invalid_request_error
+    openai_type = "invalid_request_error" if status in (401, 403, 404, 413) else type_
+    return openai_error(status, message, type_=openai_type, param=param, code=code, headers=headers)
+
+
+async def handle_gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"retry-after": str(max(1, round(exc.retry_after)))}
+    return _render(
+        request,
+        exc.status_code,
+        exc.message,
+        type_=exc.error_type,
+        param=exc.param,
+        code=exc.code,
+        headers=headers,
+    )
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {
+        404: "Unknown request URL: {method} {path}.",
+        405: "Method {method} is not allowed on {path}.",
+    }
+    template = messages.get(exc.status_code, exc.detail)
+    message = template.format(method=request.method, path=request.url.path)
+    return _render(
+        request,
+        exc.status_code,
+        message,
+        type_="invalid_request_error",
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", extra={"action": "internal_error", "path": request.url.path})
+    return _render(
+        request, 500, "The server had an error while processing your request.", type_="server_error"
+    )

@@ -1,0 +1,3 @@
+"""The OpenAI dialect: Files and Batches."""
+
+from __future__ import annotations

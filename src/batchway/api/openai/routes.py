@@ -1,0 +1,225 @@
+"""OpenAI Files and Batches routes (served under ``/v1`` and without the prefix)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from batchway.api.auth import authenticate
+from batchway.api.multipart import Form, read_upload
+from batchway.api.openai.convert import from_core_batch, from_core_file
+from batchway.api.openai.models import OpenAIBatchCreate, OpenAIFileDeleted
+from batchway.core.files import Upload
+from batchway.core.models import Principal
+from batchway.errors import InvalidRequest
+from batchway.gateway import Gateway
+
+__all__ = ["json_response", "openai_routes", "parse_json", "validated"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    if isinstance(data, BaseModel):
+        data = data.model_dump()
+    return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+def _list_response(items: list[BaseModel], has_more: bool) -> Response:
+    data = [item.model_dump() for item in items]
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": has_more,
+        }
+    )
+
+
+async def parse_json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest("The request body is not valid JSON.") from exc
+
+
+def validated(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        param = ".".join(str(p) for p in error["loc"]) or None
+        if error["type"] == "missing":
+            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from exc
+        if error["type"] == "extra_forbidden":
+            raise InvalidRequest(f"Unrecognized request argument: '{param}'.", param=param) from exc
+        raise InvalidRequest(f"Invalid value for '{param}': {error['msg']}.", param=param) from exc
+
+
+def _int_query(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be an integer.", param=name) from exc
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def _principal(request: Request) -> tuple[Gateway, Principal]:
+    gateway = _gateway(request)
+    return gateway, await authenticate(request, gateway.keys)
+
+
+def _expires_after(fields: dict[str, str]) -> int | None:
+    anchor = fields.get("expires_after[anchor]") or fields.get("expires_after.anchor")
+    seconds = fields.get("expires_after[seconds]") or fields.get("expires_after.seconds")
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at" or seconds is None:
+        raise InvalidRequest(
+            "expires_after needs anchor 'created_at' and seconds.", param="expires_after"
+        )
+    try:
+        return int(seconds)
+    except ValueError as exc:
+        raise InvalidRequest(
+            "expires_after.seconds must be an integer.", param="expires_after"
+        ) from exc
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+async def create_file(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+
+    async def begin(form: Form) -> Upload:
+        purpose = form.fields.get("purpose")
+        if purpose is not None:
+            gateway.files.check_purpose(purpose)
+        return gateway.files.begin(purpose)
+
+    form = await read_upload(request, begin)
+    if form.upload is None or form.filename is None:
+        raise InvalidRequest("Missing required parameter: 'file'.", param="file")
+    try:
+        expires_after = _expires_after(form.fields)
+    except InvalidRequest:
+        await form.upload.abort()
+        raise
+    file = await gateway.files.finish(
+        principal,
+        form.upload,
+        filename=form.filename,
+        purpose=form.fields.get("purpose"),
+        expires_after=expires_after,
+    )
+    return json_response(from_core_file(file))
+
+
+async def list_files(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+    page = await gateway.files.list(
+        principal,
+        purpose=request.query_params.get("purpose"),
+        limit=_int_query(request, "limit", 10_000),
+        after=request.query_params.get("after"),
+        order=request.query_params.get("order", "desc"),
+    )
+    return _list_response([from_core_file(f) for f in page.items], page.has_more)
+
+
+async def retrieve_file(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+    file = await gateway.files.get(principal, request.path_params["file_id"])
+    return json_response(from_core_file(file))
+
+
+async def delete_file(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+    file_id = request.path_params["file_id"]
+    await gateway.files.delete(principal, file_id)
+    return json_response(OpenAIFileDeleted(id=file_id, deleted=True))
+
+
+async def file_content(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+    file, chunks = await gateway.files.content(principal, request.path_params["file_id"])
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={
+            "content-length": str(file.bytes),
+            "content-disposition": f'attachment; filename="{file.filename}"',
+        },
+    )
+
+
+# -- batches ----------------------------------------------------------------------------
+
+
+async def create_batch(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+    body = validated(OpenAIBatchCreate, await parse_json(request))
+    batch = await gateway.batches.create(
+        principal,
+        input_file_id=body.input_file_id,
+        endpoint=body.endpoint,
+        completion_window=body.completion_window,
+        metadata=body.metadata,
+        output_expires_after=body.output_expires_after.seconds
+        if body.output_expires_after
+        else None,
+    )
+    return json_response(from_core_batch(batch))
+
+
+async def list_batches(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+    page = await gateway.batches.list(
+        principal,
+        limit=_int_query(request, "limit", 20),
+        after=request.query_params.get("after"),
+    )
+    return _list_response([from_core_batch(b) for b in page.items], page.has_more)
+
+
+async def retrieve_batch(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+    batch = await gateway.batches.get(principal, request.path_params["batch_id"])
+    return json_response(from_core_batch(batch))
+
+
+async def cancel_batch(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+    batch = await gateway.batches.cancel(principal, request.path_params["batch_id"])
+    return json_response(from_core_batch(batch))
+
+
+def openai_routes(prefix: str) -> list[Route]:
+    """The Files and Batches routes under ``prefix`` (``/v1`` or empty)."""
+    return [
+        Route(f"{prefix}/files", create_file, methods=["POST"]),
+        Route(f"{prefix}/files", list_files, methods=["GET"]),
+        Route(f"{prefix}/files/{{file_id}}", retrieve_file, methods=["GET"]),
+        Route(f"{prefix}/files/{{file_id}}", delete_file, methods=["DELETE"]),
+        Route(f"{prefix}/files/{{file_id}}/content", file_content, methods=["GET"]),
+        Route(f"{prefix}/batches", create_batch, methods=["POST"]),
+        Route(f"{prefix}/batches", list_batches, methods=["GET"]),
+        Route(f"{prefix}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
+        Route(f"{prefix}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
+    ]

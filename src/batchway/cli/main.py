@@ -1,0 +1,184 @@
+"""The ``batchway`` command: serve, worker, migrate, keys, demo, fake-upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from batchway.config import Config, default_config, load_config
+from batchway.errors import ConfigError
+from batchway.gateway import Gateway, open_gateway
+
+__all__ = ["app"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="batchway: an LLM gateway for batch and long-running work.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Manage gateway keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="BATCHWAY_CONFIG",
+        help="YAML config file (default: SQLite, local files and a simulated provider).",
+    ),
+]
+
+
+def _config(path: Path | None) -> Config:
+    try:
+        return load_config(path) if path is not None else default_config()
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _with_gateway(config: Config, work: Callable[[Gateway], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with open_gateway(config) as gateway:
+            return await work(gateway)
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run batches elsewhere.")
+    ] = False,
+) -> None:
+    """Run the gateway (and, unless --no-worker, its batch worker)."""
+    from batchway.api.app import create_app
+    from batchway.testing.server import serve_forever
+
+    settings = _config(config)
+    _setup_logging()
+    if settings.admin_key is None:
+        console.print("[yellow]No admin_key configured: the /admin API is disabled.[/yellow]")
+    if any(p.kind == "simulated" for p in settings.providers.values()):
+        console.print("[yellow]A simulated provider is configured: its answers are fake.[/yellow]")
+    serve_forever(
+        create_app(settings, run_worker=False if no_worker else None),
+        host,
+        port,
+        on_ready=lambda handle: console.print(f"batchway listening on {handle.base_url}"),
+    )
+
+
+@app.command()
+def worker(config: ConfigOption = None) -> None:
+    """Run only the batch worker (for more batch throughput on other machines)."""
+    _setup_logging()
+    _with_gateway(_config(config), lambda gateway: gateway.worker.run())
+
+
+@app.command()
+def migrate(config: ConfigOption = None) -> None:
+    """Bring the database schema up to date (serve does this on start too)."""
+
+    async def nothing(_: Gateway) -> None:
+        return None
+
+    _with_gateway(_config(config), nothing)
+    console.print("database is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A name for the key's owner.")],
+    config: ConfigOption = None,
+    model: Annotated[
+        list[str] | None, typer.Option(help="A model the key may use (repeat); default: all.")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="Spending limit in USD.")] = None,
+) -> None:
+    """Create a gateway key; the key is printed once and never stored."""
+    key, secret = _with_gateway(
+        _config(config),
+        lambda gateway: gateway.keys.create(
+            name=name, models=model, rpm=rpm, tpm=tpm, budget_usd=budget_usd
+        ),
+    )
+    console.print(f"id:  {key.id}\nkey: [bold]{secret}[/bold]")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None) -> None:
+    """List gateway keys."""
+    keys = _with_gateway(_config(config), lambda gateway: gateway.keys.list())
+    table = Table("id", "name", "models", "rpm", "tpm", "budget_usd", "revoked")
+    for key in keys:
+        table.add_row(
+            key.id,
+            key.name,
+            ", ".join(key.models) if key.models is not None else "all",
+            str(key.rpm or ""),
+            str(key.tpm or ""),
+            str(key.budget_usd or ""),
+            "yes" if key.revoked else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
+    """Revoke a gateway key."""
+    _with_gateway(_config(config), lambda gateway: gateway.keys.revoke(key_id))
+    console.print(f"revoked {key_id}")
+
+
+@app.command()
+def demo(
+    file: Annotated[Path, typer.Option(help="A batch input file (JSONL).")] = Path(
+        "examples/batch.jsonl"
+    ),
+    config: ConfigOption = None,
+) -> None:
+    """Start the gateway, run a batch through it with the OpenAI SDK, and print the results."""
+    from batchway.cli.demo import run_demo
+
+    if not file.is_file():
+        console.print(f"[red]error:[/red] no such file: {file}")
+        raise typer.Exit(2)
+    run_demo(_config(config), file, console)
+
+
+@app.command("fake-upstream")
+def fake_upstream(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9100,
+) -> None:
+    """Run the fake OpenAI-compatible upstream that the tests and benchmarks use."""
+    from batchway.testing.fake_upstream import main
+
+    main(host, port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

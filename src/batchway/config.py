@@ -1,0 +1,201 @@
+"""The gateway's settings: one YAML file, validated into frozen objects.
+
+``${VAR}`` and ``${VAR:-default}`` anywhere in the file are taken from the environment.
+Unknown keys are a startup error, so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from batchway.errors import ConfigError
+
+__all__ = [
+    "BatchLimits",
+    "Config",
+    "ModelRoute",
+    "ProviderConfig",
+    "WorkerConfig",
+    "default_config",
+    "load_config",
+]
+
+ProviderKind = Literal["openai-compatible", "simulated"]
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProviderConfig(_Frozen):
+    """One upstream provider."""
+
+    kind: ProviderKind
+    base_url: str | None = None
+    api_key: str | None = None
+    max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    # simulated only: how long a fake answer takes
+    latency_ms: float = Field(default=20.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> ProviderConfig:
+        if self.kind == "openai-compatible" and not self.base_url:
+            raise ValueError("an openai-compatible provider needs a base_url")
+        return self
+
+    @property
+    def sends_api_key(self) -> bool:
+        return bool(self.api_key) and self.api_key not in ("none", "None")
+
+
+class ModelRoute(_Frozen):
+    """Where a public model name goes: a provider and the provider's own model name."""
+
+    provider: str
+    model: str
+
+
+class WorkerConfig(_Frozen):
+    """The batch worker: leases, retries and how results are flushed."""
+
+    enabled: bool = True
+    lease_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=60.0, ge=0)
+    idle_poll_seconds: float = Field(default=0.25, gt=0)
+    flush_interval_seconds: float = Field(default=0.02, gt=0)
+    flush_max_items: int = Field(default=256, ge=1)
+
+
+class BatchLimits(_Frozen):
+    """Limits on uploads and batch input files."""
+
+    max_file_bytes: int = 512 * 1024 * 1024
+    max_batch_file_bytes: int = 200 * 1024 * 1024
+    max_batch_lines: int = 50_000
+    max_reported_errors: int = 100
+
+
+class Config(_Frozen):
+    """The whole gateway configuration."""
+
+    database: str = "sqlite:///batchway-data/batchway.db"
+    files: str = "batchway-data/files"
+    admin_key: str | None = None
+    public_url: str | None = None
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelRoute | list[ModelRoute]] = Field(default_factory=dict)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    limits: BatchLimits = Field(default_factory=BatchLimits)
+
+    @field_validator("admin_key")
+    @classmethod
+    def _empty_admin_key_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_routes(self) -> Config:
+        for name, routes in self.models.items():
+            for route in routes if isinstance(routes, list) else [routes]:
+                if route.provider not in self.providers:
+                    raise ValueError(
+                        f"model {name!r} routes to unknown provider {route.provider!r}"
+                    )
+        return self
+
+    def routes(self, public_model: str) -> list[ModelRoute]:
+        """The routes of a public model name, first choice first (empty if unknown)."""
+        entry = self.models.get(public_model)
+        if entry is None:
+            return []
+        return entry if isinstance(entry, list) else [entry]
+
+    @property
+    def async_database_url(self) -> str:
+        """The database URL with the async driver SQLAlchemy needs."""
+        url = self.database
+        for plain, driver in (
+            ("sqlite://", "sqlite+aiosqlite://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+
+def _expand_env(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}})")
+            return default
+        return value
+
+    return _ENV_PATTERN.sub(replace, text)
+
+
+def _validate(data: Any, source: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid config {source}: {problems}") from exc
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file, expanding ``${VAR}`` references."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(_expand_env(text)) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    return _validate(data, str(path))
+
+
+def default_config() -> Config:
+    """The embedded default: SQLite and files under ./batchway-data, a simulated provider.
+
+    Every answer of the simulated provider is clearly labelled as simulated.
+    """
+    simulated = {"provider": "simulated"}
+    return _validate(
+        {
+            "admin_key": os.environ.get("BATCHWAY_ADMIN_KEY"),
+            "providers": {"simulated": {"kind": "simulated", "latency_ms": 20}},
+            "models": {
+                name: {**simulated, "model": name}
+                for name in (
+                    "gpt-4o",
+                    "gpt-4o-mini",
+                    "gpt-4.1-mini",
+                    "text-embedding-3-small",
+                    "text-embedding-3-large",
+                )
+            },
+        },
+        "(default)",
+    )

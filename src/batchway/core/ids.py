@@ -1,0 +1,46 @@
+"""Object ids and API keys.
+
+Ids look like the vendors' (``file-…``, ``batch_…``, ``batch_req_…``) so that clients
+that sniff prefixes keep working; they carry no meaning beyond that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+
+__all__ = ["hash_key", "new_api_key", "new_id"]
+
+_BASE62 = string.digits + string.ascii_letters
+
+
+def _base62(length: int) -> str:
+    return "".join(secrets.choice(_BASE62) for _ in range(length))
+
+
+def new_id(kind: str) -> str:
+    """A new random id of the given kind."""
+    if kind == "file":
+        return "file-" + _base62(22)
+    if kind == "batch":
+        return "batch_" + secrets.token_hex(16)
+    if kind == "msgbatch":
+        return "msgbatch_" + _base62(24)
+    if kind == "batch_req":
+        return "batch_req_" + secrets.token_hex(16)
+    if kind == "key":
+        return "key_" + secrets.token_hex(8)
+    if kind == "req":
+        return "req_" + secrets.token_hex(12)
+    raise ValueError(f"unknown id kind {kind!r}")
+
+
+def new_api_key() -> str:
+    """A new gateway key to hand to a user once; only its hash is stored."""
+    return "bw-" + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a gateway key (SHA-256: keys are long random strings, not passwords)."""
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,84 @@
+"""Gateway keys: creation, and authentication from memory on the request path."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from batchway.core import clock
+from batchway.core.ids import hash_key, new_api_key, new_id
+from batchway.core.models import ApiKey, Principal
+from batchway.errors import AuthError, InvalidRequest, NotFound
+from batchway.store.repository import KeyRepository
+
+__all__ = ["ADMIN", "KeyService"]
+
+ADMIN = Principal(key_id="admin", name="admin", is_admin=True)
+_CACHE_ENTRIES = 10_000
+_CACHE_SECONDS = 30.0  # how long a process trusts what it knows of a key (revocation delay)
+
+
+class KeyService:
+    """Creates keys and turns a presented key into a ``Principal``."""
+
+    def __init__(self, store: KeyRepository, admin_key: str | None) -> None:
+        self._store = store
+        self._admin_key = admin_key
+        self._known: dict[str, tuple[float, Principal | None]] = {}
+
+    async def create(
+        self,
+        *,
+        name: str,
+        models: list[str] | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget_usd: float | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key; returns the record and the key itself (shown once, never stored)."""
+        if not name.strip():
+            raise InvalidRequest("name must not be empty", param="name")
+        secret = new_api_key()
+        key = ApiKey(
+            id=new_id("key"),
+            name=name,
+            key_hash=hash_key(secret),
+            created_at=clock.now(),
+            models=tuple(models) if models is not None else None,
+            rpm=rpm,
+            tpm=tpm,
+            budget_usd=budget_usd,
+        )
+        await self._store.create_key(key)
+        return key, secret
+
+    async def list(self) -> list[ApiKey]:
+        return await self._store.list_keys()
+
+    async def revoke(self, key_id: str) -> None:
+        if not await self._store.revoke_key(key_id):
+            raise NotFound(f"No key with id {key_id!r}.")
+        self._known.clear()
+
+    def is_admin(self, token: str) -> bool:
+        return self._admin_key is not None and hmac.compare_digest(token, self._admin_key)
+
+    async def authenticate(self, token: str | None) -> Principal:
+        """The principal of a gateway key; raises ``AuthError`` for a missing or bad key."""
+        if not token:
+            raise AuthError(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+            )
+        digest = hash_key(token)
+        known = self._known.get(digest)
+        if known is not None and known[0] > time.monotonic():
+            principal = known[1]
+        else:
+            key = await self._store.key_by_hash(digest)
+            principal = key.principal() if key is not None and not key.revoked else None
+            if len(self._known) > _CACHE_ENTRIES:  # a flood of bad keys must not grow memory
+                self._known.clear()
+            self._known[digest] = (time.monotonic() + _CACHE_SECONDS, principal)
+        if principal is None:
+            raise AuthError("Incorrect API key provided.", code="invalid_api_key")
+        return principal

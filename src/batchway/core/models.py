@@ -1,0 +1,191 @@
+"""Domain objects: frozen dataclasses that know nothing of wire formats or tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from batchway.core.states import BatchStatus, ItemState
+
+T = TypeVar("T")
+
+__all__ = [
+    "ApiKey",
+    "Batch",
+    "BatchError",
+    "BatchItem",
+    "ItemOutcome",
+    "NewItem",
+    "Page",
+    "Principal",
+    "RequestCounts",
+    "StoredFile",
+    "Usage",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """Who is calling: a gateway key as the request path sees it (never the key itself)."""
+
+    key_id: str
+    name: str
+    models: frozenset[str] | None = None  # None: every configured model
+    is_admin: bool = False
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKey:
+    """A stored gateway key (its hash only)."""
+
+    id: str
+    name: str
+    key_hash: str
+    created_at: int
+    models: tuple[str, ...] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: float | None = None
+    revoked: bool = False
+
+    def principal(self) -> Principal:
+        return Principal(
+            key_id=self.id,
+            name=self.name,
+            models=frozenset(self.models) if self.models is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredFile:
+    """A file a key uploaded, or a batch's output or error file."""
+
+    id: str
+    owner: str
+    filename: str
+    purpose: str
+    bytes: int
+    created_at: int
+    expires_at: int | None = None
+    status: str = "processed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchError:
+    """One problem found in a batch's input file (``line`` is 1-based)."""
+
+    code: str
+    message: str
+    line: int | None = None
+    param: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestCounts:
+    """How many lines are in each state; ``processing`` covers pending and leased."""
+
+    total: int = 0
+    processing: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    expired: int = 0
+
+    @property
+    def unsuccessful(self) -> int:
+        """Every line that went (or will go) to the error file."""
+        return self.failed + self.cancelled + self.expired
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Token totals of a batch's successful lines."""
+
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batch:
+    """A batch: its input, where it is in its life, and its results."""
+
+    id: str
+    owner: str
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    status: BatchStatus
+    created_at: int
+    expires_at: int
+    model: str | None = None
+    metadata: dict[str, str] | None = None
+    output_expires_after: int | None = None
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    errors: tuple[BatchError, ...] = ()
+    counts: RequestCounts = field(default_factory=RequestCounts)
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewItem:
+    """A validated input line, ready to be stored."""
+
+    line: int
+    custom_id: str
+    model: str
+    provider: str
+    body: bytes  # the line's body as sent, model already rewritten to the upstream name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchItem:
+    """A stored line a worker has leased."""
+
+    id: str
+    batch_id: str
+    line: int
+    custom_id: str
+    provider: str
+    endpoint: str
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemOutcome:
+    """What became of one leased line; the worker records these in bulk."""
+
+    item_id: str
+    state: ItemState
+    status_code: int | None = None
+    response: bytes | None = None  # the upstream body (JSON) when there was one
+    request_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    not_before: float | None = None  # for a retry: when it may run again
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page(Generic[T]):
+    """One page of a cursor-paginated listing."""
+
+    items: list[T]
+    has_more: bool

@@ -1,0 +1,201 @@
+"""Checking a batch input file line by line, without ever holding the whole file.
+
+Each problem becomes a ``BatchError`` naming the 1-based line it was found on. The codes
+follow the OpenAI/Azure batch contract (``invalid_json_line``, ``duplicate_custom_id``,
+``url_mismatch``, ``model_not_found``, ``too_many_tasks``, ``empty_file``,
+``invalid_request``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import orjson
+
+from batchway.config import BatchLimits
+from batchway.core.models import BatchError, NewItem, Principal
+from batchway.core.routing import Router
+
+__all__ = [
+    "MAX_CUSTOM_ID_LENGTH",
+    "SUPPORTED_ENDPOINTS",
+    "InputValidator",
+    "normalize_endpoint",
+    "split_lines",
+]
+
+SUPPORTED_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
+MAX_CUSTOM_ID_LENGTH = 512
+MAX_EMBEDDING_INPUTS = 50_000
+_BOM = b"\xef\xbb\xbf"
+
+
+def normalize_endpoint(url: str) -> str | None:
+    """``/v1/chat/completions`` for either that or Azure's ``/chat/completions``."""
+    url = url if url.startswith("/v1/") else "/v1" + url
+    return url if url in SUPPORTED_ENDPOINTS else None
+
+
+async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The lines of a byte stream (without their ``\\n``), however the chunks fall."""
+    rest = b""
+    async for chunk in chunks:
+        data = rest + chunk
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield line
+    if rest:
+        yield rest
+
+
+class InputValidator:
+    """Feeds on the lines of one input file and keeps what it found."""
+
+    def __init__(
+        self, *, endpoint: str, router: Router, principal: Principal, limits: BatchLimits
+    ) -> None:
+        self.endpoint = endpoint
+        self.errors: list[BatchError] = []
+        self.error_count = 0
+        self.models: set[str] = set()
+        self.requests = 0
+        self._router = router
+        self._principal = principal
+        self._limits = limits
+        self._custom_ids: set[str] = set()
+        self._embedding_inputs = 0
+        self._trailing_blank: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    def _error(self, line: int | None, code: str, message: str, param: str | None = None) -> None:
+        self.error_count += 1
+        if len(self.errors) < self._limits.max_reported_errors:
+            self.errors.append(BatchError(code=code, message=message, line=line, param=param))
+
+    def check(self, number: int, raw: bytes) -> NewItem | None:
+        """Check line ``number`` (1-based); the stored form of the request if it is good."""
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if not raw.strip():
+            # a blank line is only fine at the very end of the file
+            self._trailing_blank = self._trailing_blank or number
+            return None
+        if self._trailing_blank is not None:
+            self._error(self._trailing_blank, "invalid_json_line", "Blank lines are not allowed.")
+            self._trailing_blank = None
+        self.requests += 1
+        if self.requests > self._limits.max_batch_lines:
+            if self.requests == self._limits.max_batch_lines + 1:
+                self._error(
+                    number,
+                    "too_many_tasks",
+                    f"The batch has more than {self._limits.max_batch_lines:,} requests.",
+                )
+            return None
+        try:
+            line = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self._error(number, "invalid_json_line", "This line is not valid UTF-8.")
+                return None
+            self._error(number, "invalid_json_line", "This line is not parseable as valid JSON.")
+            return None
+        if not isinstance(line, dict):
+            self._error(number, "invalid_request", "Each line must be a JSON object.")
+            return None
+        return self._check_request(number, line)
+
+    def _check_request(self, number: int, line: dict[str, Any]) -> NewItem | None:
+        custom_id = line.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id:
+            self._error(
+                number, "invalid_request", "custom_id must be a non-empty string.", "custom_id"
+            )
+            return None
+        if len(custom_id) > MAX_CUSTOM_ID_LENGTH:
+            self._error(
+                number,
+                "invalid_request",
+                f"custom_id is longer than {MAX_CUSTOM_ID_LENGTH} characters.",
+                "custom_id",
+            )
+            return None
+        if custom_id in self._custom_ids:
+            self._error(
+                number,
+                "duplicate_custom_id",
+                f"The custom_id {custom_id!r} appears on an earlier line; "
+                "custom_id must be unique.",
+                "custom_id",
+            )
+            return None
+        self._custom_ids.add(custom_id)
+        if line.get("method") != "POST":
+            self._error(number, "invalid_request", "method must be 'POST'.", "method")
+            return None
+        url = line.get("url")
+        if not isinstance(url, str) or normalize_endpoint(url) != self.endpoint:
+            self._error(
+                number,
+                "url_mismatch",
+                f"The url {url!r} does not match the batch endpoint {self.endpoint!r}.",
+                "url",
+            )
+            return None
+        body = line.get("body")
+        if not isinstance(body, dict):
+            self._error(number, "invalid_request", "body must be a JSON object.", "body")
+            return None
+        return self._check_body(number, custom_id, body)
+
+    def _check_body(self, number: int, custom_id: str, body: dict[str, Any]) -> NewItem | None:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            self._error(number, "invalid_request", "body.model is required.", "body.model")
+            return None
+        route = self._router.route(model)
+        if route is None or not self._principal.may_use(model):
+            self._error(
+                number,
+                "model_not_found",
+                f"The model {model!r} does not exist or you do not have access to it.",
+                "body.model",
+            )
+            return None
+        if body.get("stream"):
+            self._error(
+                number, "invalid_request", "stream is not allowed in a batch.", "body.stream"
+            )
+            return None
+        if self.endpoint == "/v1/embeddings":
+            given = body.get("input")
+            self._embedding_inputs += len(given) if isinstance(given, list) else 1
+            if self._embedding_inputs > MAX_EMBEDDING_INPUTS:
+                self._error(
+                    number,
+                    "too_many_tasks",
+                    f"The batch has more than {MAX_EMBEDDING_INPUTS:,} embedding inputs.",
+                )
+                return None
+        self.models.add(model)
+        return NewItem(
+            line=number,
+            custom_id=custom_id,
+            model=model,
+            provider=route.provider,
+            body=orjson.dumps({**body, "model": route.model}),
+        )
+
+    def finish(self) -> None:
+        """Call after the last line: an input with no request at all is an error."""
+        if self.requests == 0:
+            self._error(None, "empty_file", "The input file contains no requests.")

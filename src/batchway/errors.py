@@ -1,0 +1,192 @@
+"""The whole exception tree of batchway.
+
+Each class declares the HTTP status it renders as, a dialect-neutral ``error_type``
+and whether a caller may retry. A class raised without a message uses its docstring.
+
+    GatewayError
+    ├── RequestError                 400  the client sent something we cannot take
+    │   ├── InvalidRequest           400
+    │   ├── NotFound                 404
+    │   ├── InvalidTransition        400  e.g. cancelling a finished batch
+    │   └── PayloadTooLarge          413
+    ├── AuthError                    401
+    │   └── PermissionDenied         403
+    ├── QuotaError                   429
+    │   ├── RateLimited              429
+    │   └── BudgetExceeded           400
+    ├── UpstreamError                502  the provider failed the call
+    │   ├── UpstreamTimeout          504  retryable
+    │   ├── UpstreamUnavailable      503  retryable (5xx, connection errors)
+    │   ├── UpstreamRateLimited      429  retryable, may carry retry_after
+    │   └── UpstreamRejected         4xx  final
+    ├── ConfigError                  500  bad configuration file (a startup error)
+    └── StoreError                   500
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "BudgetExceeded",
+    "ConfigError",
+    "GatewayError",
+    "InvalidRequest",
+    "InvalidTransition",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "QuotaError",
+    "RateLimited",
+    "RequestError",
+    "StoreError",
+    "UpstreamError",
+    "UpstreamRateLimited",
+    "UpstreamRejected",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+]
+
+
+class GatewayError(Exception):
+    """The gateway could not complete the request."""
+
+    status_code = 500
+    error_type = "server_error"
+    retryable = False
+
+    def __init__(
+        self, message: str | None = None, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        self.message = message or (type(self).__doc__ or "").strip()
+        self.param = param
+        self.code = code
+        super().__init__(self.message)
+
+
+class RequestError(GatewayError):
+    """The request is invalid."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidRequest(RequestError):
+    """The request is invalid."""
+
+
+class NotFound(RequestError):
+    """No such object."""
+
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class InvalidTransition(RequestError):
+    """The object is not in a state that allows this operation."""
+
+
+class PayloadTooLarge(RequestError):
+    """The request body is too large."""
+
+    status_code = 413
+    error_type = "request_too_large"
+
+
+class AuthError(GatewayError):
+    """Missing or invalid API key."""
+
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class PermissionDenied(AuthError):
+    """This key may not do that."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+
+class QuotaError(GatewayError):
+    """A quota was exceeded."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+
+
+class RateLimited(QuotaError):
+    """Rate limit exceeded."""
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+        super().__init__(message, code="rate_limit_exceeded")
+        self.retry_after = retry_after
+
+
+class BudgetExceeded(QuotaError):
+    """The key's budget is used up."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class UpstreamError(GatewayError):
+    """The upstream provider failed the call.
+
+    ``status`` and ``body`` keep the provider's answer (when there was one) so that a
+    batch line's error record can carry it; neither is ever shown on a gateway error page.
+    """
+
+    status_code = 502
+    error_type = "api_error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        body: bytes | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream provider did not answer in time."""
+
+    status_code = 504
+    error_type = "timeout_error"
+    retryable = True
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The upstream provider is unavailable."""
+
+    status_code = 503
+    retryable = True
+
+
+class UpstreamRateLimited(UpstreamError):
+    """The upstream provider is rate limiting us."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    retryable = True
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream provider rejected the request."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid."""
+
+
+class StoreError(GatewayError):
+    """The store failed."""

@@ -1,0 +1,3 @@
+"""Upstream providers: how to call each kind of LLM service."""
+
+from __future__ import annotations

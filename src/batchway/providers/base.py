@@ -1,0 +1,36 @@
+"""What every provider offers the gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Provider", "UpstreamResponse"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamResponse:
+    """A successful (2xx) upstream answer, body untouched."""
+
+    status: int
+    body: bytes
+    request_id: str | None = None
+
+
+class Provider(Protocol):
+    """An upstream that can run one request of an OpenAI-style endpoint.
+
+    ``send`` returns only 2xx answers; every failure is raised as an
+    ``UpstreamError`` subclass carrying the upstream status and body when there was one.
+    """
+
+    name: str
+    max_concurrency: int
+
+    async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
+        """POST ``body`` (JSON bytes) to ``endpoint`` (e.g. ``/v1/chat/completions``)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,41 @@
+"""Any server that speaks the OpenAI API: vLLM, llama.cpp, Ollama, OpenAI itself."""
+
+from __future__ import annotations
+
+from batchway.config import ProviderConfig
+from batchway.providers._http import HttpUpstream
+from batchway.providers.base import UpstreamResponse
+
+__all__ = ["PROVIDER_TYPE", "OpenAICompatibleProvider"]
+
+PROVIDER_TYPE = "openai-compatible"
+
+
+class OpenAICompatibleProvider:
+    """Forwards each request as is to ``base_url`` (which usually ends in ``/v1``)."""
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        assert config.base_url is not None  # the config checks this
+        self.name = name
+        self.max_concurrency = config.max_concurrency
+        headers = dict(config.headers)
+        if config.sends_api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        self._strip_v1 = config.base_url.rstrip("/").endswith("/v1")
+        self._http = HttpUpstream(
+            config.base_url,
+            headers=headers,
+            max_connections=config.max_concurrency,
+            timeout=config.timeout_seconds,
+            connect_timeout=config.connect_timeout_seconds,
+        )
+
+    def _path(self, endpoint: str) -> str:
+        return endpoint[3:] if self._strip_v1 and endpoint.startswith("/v1/") else endpoint
+
+    async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
+        status, data, request_id = await self._http.post(self._path(endpoint), body)
+        return UpstreamResponse(status=status, body=data, request_id=request_id)
+
+    async def close(self) -> None:
+        await self._http.close()

@@ -1,0 +1,205 @@
+"""A simulated provider: deterministic, clearly labelled fake answers, offline.
+
+It lets the embedded default run end to end with no network and no provider account.
+Every text it produces starts with ``[simulated]`` and every answer names
+``batchway-simulated`` as its ``system_fingerprint``, so no one mistakes it for a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import struct
+import time
+from typing import Any
+
+import orjson
+
+from batchway.config import ProviderConfig
+from batchway.errors import UpstreamRejected
+from batchway.providers.base import UpstreamResponse
+
+__all__ = ["PROVIDER_TYPE", "SimulatedProvider"]
+
+PROVIDER_TYPE = "simulated"
+FINGERPRINT = "batchway-simulated"
+_WORDS = (
+    "reliable efficient elegant durable smart compact quiet bright simple versatile "
+    "sustainable practical modern lightweight powerful thoughtful"
+).split()
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _answer(prompt: str, max_words: int | None) -> tuple[str, bool]:
+    """A deterministic answer to ``prompt``; True when it was cut at ``max_words``."""
+    digest = hashlib.sha256(prompt.encode()).digest()
+    adjectives = [_WORDS[b % len(_WORDS)] for b in digest[:3]]
+    excerpt = " ".join(prompt.split()[:12])
+    words = (
+        f"[simulated] A {adjectives[0]}, {adjectives[1]} and {adjectives[2]} answer to: {excerpt}"
+    ).split()
+    if max_words is not None and len(words) > max_words:
+        return " ".join(words[:max_words]), True
+    return " ".join(words), False
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def _embedding(text: str, dimensions: int) -> list[float]:
+    seed = hashlib.sha256(text.encode()).digest()
+    raw = [((seed[i % 32] ^ (i * 31)) % 256) / 127.5 - 1.0 for i in range(dimensions)]
+    norm = sum(v * v for v in raw) ** 0.5 or 1.0
+    return [v / norm for v in raw]
+
+
+class SimulatedProvider:
+    """Answers chat, completions, embeddings and responses requests after ``latency_ms``."""
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        self.max_concurrency = config.max_concurrency
+        self._latency = config.latency_ms / 1000
+
+    async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
+        request = orjson.loads(body)
+        if self._latency:
+            await asyncio.sleep(self._latency)
+        handler = {
+            "/v1/chat/completions": self._chat,
+            "/v1/completions": self._completion,
+            "/v1/embeddings": self._embeddings,
+            "/v1/responses": self._response,
+        }.get(endpoint)
+        if handler is None:
+            raise UpstreamRejected(f"the simulated provider does not serve {endpoint}", status=404)
+        answer = handler(request)
+        return UpstreamResponse(status=200, body=orjson.dumps(answer), request_id=_request_id())
+
+    @staticmethod
+    def _chat(request: dict[str, Any]) -> dict[str, Any]:
+        messages = request.get("messages") or []
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        prompt = _text_of(users[-1].get("content")) if users else ""
+        limit = request.get("max_completion_tokens") or request.get("max_tokens")
+        text, cut = _answer(prompt, limit)
+        prompt_tokens = sum(
+            _tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict)
+        )
+        completion_tokens = _tokens(text)
+        return {
+            "id": "chatcmpl-" + secrets.token_hex(12),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "length" if cut else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "system_fingerprint": FINGERPRINT,
+            "service_tier": None,
+        }
+
+    @staticmethod
+    def _completion(request: dict[str, Any]) -> dict[str, Any]:
+        prompt = request.get("prompt")
+        prompt = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
+        text, cut = _answer(prompt, request.get("max_tokens"))
+        prompt_tokens, completion_tokens = _tokens(prompt), _tokens(text)
+        return {
+            "id": "cmpl-" + secrets.token_hex(12),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": request.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "text": text,
+                    "logprobs": None,
+                    "finish_reason": "length" if cut else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "system_fingerprint": FINGERPRINT,
+        }
+
+    @staticmethod
+    def _embeddings(request: dict[str, Any]) -> dict[str, Any]:
+        given = request.get("input")
+        inputs = given if isinstance(given, list) else [given]
+        dimensions = request.get("dimensions") or 256
+        data = []
+        for index, item in enumerate(inputs):
+            vector = _embedding(str(item), dimensions)
+            embedding: Any = vector
+            if request.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(_tokens(str(item)) for item in inputs)
+        return {
+            "object": "list",
+            "model": request.get("model"),
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    @staticmethod
+    def _response(request: dict[str, Any]) -> dict[str, Any]:
+        given = request.get("input")
+        if isinstance(given, list):
+            prompt = " ".join(_text_of(m.get("content")) for m in given if isinstance(m, dict))
+        else:
+            prompt = str(given or "")
+        text, cut = _answer(prompt, request.get("max_output_tokens"))
+        input_tokens, output_tokens = _tokens(prompt), _tokens(text)
+        return {
+            "id": "resp_" + secrets.token_hex(12),
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "incomplete" if cut else "completed",
+            "model": request.get("model"),
+            "output": [
+                {
+                    "type": "message",
+                    "id": "msg_" + secrets.token_hex(12),
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ],
+            "usage": {
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "total_tokens": input_tokens + output_tokens,
+            },
+        }
+
+    async def close(self) -> None:
+        return None
+
+
+def _request_id() -> str:
+    return "req_sim_" + secrets.token_hex(8)

@@ -1,0 +1,3 @@
+"""Persistence: SQL rows, file blobs. Backends live behind the Protocols in ``repository``."""
+
+from __future__ import annotations

@@ -1,0 +1,33 @@
+"""Apply the Alembic migrations; run on every start (a no-op when the schema is current)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["alembic_config", "migrate"]
+
+_SCRIPTS = Path(__file__).with_name("migrations")
+
+
+def alembic_config(connection: Connection) -> AlembicConfig:
+    """An Alembic config bound to an open connection (there is no alembic.ini)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(_SCRIPTS))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the database schema up to the newest revision."""
+
+    def upgrade(connection: Connection) -> None:
+        command.upgrade(alembic_config(connection), "head")
+
+    async with engine.connect() as conn:
+        await conn.run_sync(upgrade)
+        await conn.commit()

@@ -1,0 +1,128 @@
+"""The SQL schema, in SQLAlchemy Core. Alembic migrations must match it (a test checks)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["api_keys", "batch_items", "batches", "files", "metadata"]
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("models", JSON, nullable=True),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("budget_usd", Float, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(40), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("blob_key", Text, nullable=False),
+    Index("ix_files_owner_created", "owner", "created_at"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("input_file_id", String(64), nullable=False),
+    Column("completion_window", String(16), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("model", Text, nullable=True),
+    Column("metadata", JSON, nullable=True),
+    Column("output_expires_after", Integer, nullable=True),
+    Column("in_progress_at", BigInteger, nullable=True),
+    Column("finalizing_at", BigInteger, nullable=True),
+    Column("completed_at", BigInteger, nullable=True),
+    Column("failed_at", BigInteger, nullable=True),
+    Column("expired_at", BigInteger, nullable=True),
+    Column("cancelling_at", BigInteger, nullable=True),
+    Column("cancelled_at", BigInteger, nullable=True),
+    Column("output_file_id", String(64), nullable=True),
+    Column("error_file_id", String(64), nullable=True),
+    Column("errors", JSON, nullable=True),
+    # which terminal status the finalizer moves a ``finalizing`` batch to
+    Column("finish_as", String(20), nullable=True),
+    # a worker validating or finalizing the batch holds it under a lease
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    # final figures, written by the finalizer (live figures are counted from the items)
+    Column("total", Integer, nullable=False, default=0),
+    Column("succeeded", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("cancelled", Integer, nullable=False, default=0),
+    Column("expired", Integer, nullable=False, default=0),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("cached_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("reasoning_tokens", BigInteger, nullable=False, default=0),
+    Index("ix_batches_owner_created", "owner", "created_at"),
+    Index("ix_batches_status", "status"),
+)
+
+batch_items = Table(
+    "batch_items",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("batch_id", String(64), nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("custom_id", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("not_before", Float, nullable=False, default=0.0),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("status_code", Integer, nullable=True),
+    Column("response", LargeBinary, nullable=True),
+    Column("request_id", String(100), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("reasoning_tokens", Integer, nullable=False, default=0),
+    Column("finished_at", Float, nullable=True),
+    Index("ux_batch_items_batch_line", "batch_id", "line", unique=True),
+    Index("ix_batch_items_claim", "state", "provider", "not_before"),
+    Index("ix_batch_items_batch_state", "batch_id", "state"),
+    Index("ix_batch_items_lease", "state", "lease_expires_at"),
+)

@@ -1,0 +1,102 @@
+"""Running one leased line on its provider and deciding what became of it."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from batchway.core import clock
+from batchway.core.models import BatchItem, ItemOutcome
+from batchway.core.retry import RetryPolicy
+from batchway.core.states import ItemState
+from batchway.core.usage import usage_of
+from batchway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from batchway.providers.registry import ProviderRegistry
+
+__all__ = ["Executor"]
+
+log = logging.getLogger("batchway.worker")
+
+
+def _error_body(error: UpstreamError) -> bytes:
+    """The upstream's error body when it is a JSON object, else one in the OpenAI envelope."""
+    if error.body:
+        try:
+            parsed = orjson.loads(error.body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return orjson.dumps(parsed)
+    return orjson.dumps(
+        {
+            "error": {
+                "message": error.message,
+                "type": error.error_type,
+                "param": None,
+                "code": None,
+            }
+        }
+    )
+
+
+def _no_response_code(error: UpstreamError) -> str:
+    if isinstance(error, UpstreamTimeout):
+        return "request_timeout"
+    if isinstance(error, UpstreamUnavailable):
+        return "upstream_unavailable"
+    return "upstream_error"
+
+
+class Executor:
+    """Calls the provider of a line and turns the answer into an ``ItemOutcome``."""
+
+    def __init__(self, providers: ProviderRegistry, policy: RetryPolicy) -> None:
+        self._providers = providers
+        self._policy = policy
+
+    async def run(self, item: BatchItem) -> ItemOutcome:
+        try:
+            answer = await self._providers[item.provider].send(item.endpoint, item.body)
+            try:
+                parsed = orjson.loads(answer.body)
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamUnavailable(
+                    "the upstream answered with a body that is not JSON"
+                ) from exc
+        except UpstreamError as error:
+            return self._failure(item, error)
+        except Exception as exc:  # a bug must not lose the line: retried, then failed
+            log.exception("line failed unexpectedly", extra={"action": "line_crashed"})
+            return self._failure(item, UpstreamUnavailable(f"internal error: {exc!r}"))
+        return ItemOutcome(
+            item_id=item.id,
+            state=ItemState.SUCCEEDED,
+            status_code=answer.status,
+            response=answer.body,
+            request_id=answer.request_id,
+            usage=usage_of(parsed),
+        )
+
+    def _failure(self, item: BatchItem, error: UpstreamError) -> ItemOutcome:
+        decision = self._policy.decide(error, item.attempts)
+        if decision.retry:
+            return ItemOutcome(
+                item_id=item.id,
+                state=ItemState.PENDING,
+                not_before=clock.now_float() + decision.delay,
+            )
+        if error.status is not None:
+            return ItemOutcome(
+                item_id=item.id,
+                state=ItemState.FAILED,
+                status_code=error.status,
+                response=_error_body(error),
+                request_id=error.request_id,
+            )
+        return ItemOutcome(
+            item_id=item.id,
+            state=ItemState.FAILED,
+            error_code=_no_response_code(error),
+            error_message=f"{error.message} (after {item.attempts} attempts)",
+        )

@@ -1,0 +1,99 @@
+"""Validating a batch's input file and storing its lines (``validating`` → ``in_progress``).
+
+The file is read once, as a stream. Lines are stored in chunks as they pass; if any line
+is bad, the stored lines are removed again and the batch fails with every problem found
+(up to a cap), so nothing of a failed batch ever runs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from batchway.config import BatchLimits
+from batchway.core import clock
+from batchway.core.models import BatchError, NewItem
+from batchway.core.routing import Router
+from batchway.core.states import BatchStatus, ItemState
+from batchway.core.validation import InputValidator, split_lines
+from batchway.store.blobs import BlobStore
+from batchway.store.sql import SqlStore
+
+__all__ = ["validate_batch"]
+
+log = logging.getLogger("batchway.worker")
+_CHUNK = 2000
+
+
+def _errors_json(errors: list[BatchError]) -> list[dict[str, object]]:
+    return [
+        {"code": e.code, "message": e.message, "line": e.line, "param": e.param} for e in errors
+    ]
+
+
+async def _fail(store: SqlStore, batch_id: str, errors: list[BatchError]) -> None:
+    await store.clear_items(batch_id)
+    await store.set_batch_status(
+        batch_id,
+        expected=[BatchStatus.VALIDATING],
+        status=BatchStatus.FAILED,
+        failed_at=clock.now(),
+        errors=_errors_json(errors),
+        lease_owner=None,
+    )
+    log.info("batch failed validation", extra={"action": "batch_failed", "batch_id": batch_id})
+
+
+async def validate_batch(
+    store: SqlStore, blobs: BlobStore, router: Router, limits: BatchLimits, batch_id: str
+) -> None:
+    """Check and store the lines of a ``validating`` batch (safe to run again after a crash)."""
+    batch = await store.get_batch(None, batch_id)
+    if batch is None or batch.status is not BatchStatus.VALIDATING:
+        return
+    key = await store.get_key(batch.owner)
+    blob_key = await store.file_blob_key(batch.input_file_id)
+    if key is None or blob_key is None:
+        message = "The input file was deleted before the batch could read it."
+        await _fail(store, batch_id, [BatchError(code="file_not_found", message=message)])
+        return
+    await store.clear_items(batch_id)  # a previous attempt may have died half-way
+    validator = InputValidator(
+        endpoint=batch.endpoint, router=router, principal=key.principal(), limits=limits
+    )
+    pending: list[NewItem] = []
+    number = 0
+    async for raw in split_lines(blobs.chunks(blob_key)):
+        number += 1
+        item = validator.check(number, raw)
+        if item is not None and validator.ok:
+            pending.append(item)
+            if len(pending) >= _CHUNK:
+                await store.insert_items(batch_id, pending)
+                pending = []
+    validator.finish()
+    if not validator.ok:
+        await _fail(store, batch_id, validator.errors)
+        return
+    await store.insert_items(batch_id, pending)
+    models = sorted(validator.models)
+    started = await store.set_batch_status(
+        batch_id,
+        expected=[BatchStatus.VALIDATING],
+        status=BatchStatus.IN_PROGRESS,
+        in_progress_at=clock.now(),
+        total=validator.requests,
+        model=models[0] if len(models) == 1 else None,
+        lease_owner=None,
+    )
+    if not started:  # cancelled while we read: its lines never run
+        await store.settle_unfinished(batch_id, ItemState.CANCELLED, clock.now_float())
+        await store.set_batch_status(
+            batch_id,
+            expected=[BatchStatus.CANCELLING],
+            status=BatchStatus.CANCELLING,
+            total=validator.requests,
+        )
+    log.info(
+        "batch validated",
+        extra={"action": "batch_validated", "batch_id": batch_id, "lines": validator.requests},
+    )

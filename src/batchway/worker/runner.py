@@ -1,0 +1,274 @@
+"""The worker loop: lease lines, run them under each provider's concurrency, record results.
+
+Per provider there is a *lane*: ``max_concurrency`` runners take lines from a local queue
+that a feeder keeps topped up by leasing lines in chunks (one SQL statement per chunk,
+not per line). Results are collected and written in bulk by a flusher every few
+milliseconds. A heartbeat renews this worker's leases; any worker hands back the lines
+of workers whose leases ran out. A housekeeping loop validates new batches, expires old
+ones and finalizes finished ones.
+
+``drain()`` runs the same machinery until no batch has anything left to do, then
+returns: tests and one-shot jobs rely on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+
+from batchway.config import Config
+from batchway.core import clock
+from batchway.core.models import BatchItem, ItemOutcome
+from batchway.core.retry import RetryPolicy
+from batchway.core.routing import Router
+from batchway.core.states import BatchStatus, ItemState
+from batchway.providers.base import Provider
+from batchway.providers.registry import ProviderRegistry
+from batchway.store.blobs import BlobStore
+from batchway.store.sql import SqlStore
+from batchway.worker.executor import Executor
+from batchway.worker.finalizer import finalize_batch
+from batchway.worker.intake import validate_batch
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("batchway.worker")
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Wait for ``event`` at most ``timeout`` seconds, then clear it."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()
+
+
+class _Lane:
+    """The lines of one provider: a local queue, its feeder and its runners."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.size = provider.max_concurrency
+        self.queue: asyncio.Queue[BatchItem] = asyncio.Queue()
+        self.running = 0
+        self.wake = asyncio.Event()
+
+    @property
+    def held(self) -> int:
+        return self.queue.qsize() + self.running
+
+
+class Worker:
+    """Runs batches. One per process is plenty; several processes may share a database."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: SqlStore,
+        blobs: BlobStore,
+        providers: ProviderRegistry,
+        router: Router,
+        worker_id: str | None = None,
+    ) -> None:
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._config = config
+        self._settings = config.worker
+        self._store = store
+        self._blobs = blobs
+        self._router = router
+        self._executor = Executor(
+            providers,
+            RetryPolicy(
+                max_attempts=self._settings.max_attempts,
+                base_seconds=self._settings.backoff_base_seconds,
+                max_seconds=self._settings.backoff_max_seconds,
+            ),
+        )
+        self._lanes = {p.name: _Lane(p) for p in providers}
+        self._outcomes: list[ItemOutcome] = []
+        self._have_outcomes = asyncio.Event()
+        self._housekeeping = asyncio.Event()
+        self._progress = asyncio.Event()
+
+    def wake(self) -> None:
+        """New work may be waiting (a batch was created or cancelled in this process)."""
+        self._housekeeping.set()
+        for lane in self._lanes.values():
+            lane.wake.set()
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Work until cancelled."""
+        await self._run_until(None)
+
+    async def drain(self) -> None:
+        """Work until no batch has anything left to do."""
+        await self._run_until(self._idle)
+
+    async def _run_until(self, done: Callable[[], Awaitable[bool]] | None) -> None:
+        tasks = [
+            asyncio.create_task(self._flusher(), name="flusher"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            asyncio.create_task(self._housekeeper(), name="housekeeper"),
+        ]
+        for lane in self._lanes.values():
+            tasks.append(
+                asyncio.create_task(self._feeder(lane), name=f"feeder-{lane.provider.name}")
+            )
+            tasks += [
+                asyncio.create_task(self._runner(lane), name=f"runner-{lane.provider.name}")
+                for _ in range(lane.size)
+            ]
+        try:
+            if done is None:
+                await asyncio.gather(*tasks)
+            else:
+                while True:
+                    for task in tasks:  # a crashed loop must not leave drain waiting forever
+                        if task.done() and task.exception() is not None:
+                            raise task.exception()  # type: ignore[misc]
+                    if await done():
+                        break
+                    await _wait(self._progress, self._settings.idle_poll_seconds)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._flush()
+
+    async def _idle(self) -> bool:
+        nothing_held = all(lane.held == 0 for lane in self._lanes.values())
+        return nothing_held and not self._outcomes and not await self._store.has_work()
+
+    # -- lines --------------------------------------------------------------------------
+
+    async def _feeder(self, lane: _Lane) -> None:
+        lease = self._settings.lease_seconds
+        while True:
+            # keep up to two rounds of lines at hand; fetch when less than one is left
+            if lane.held < lane.size:
+                items = await self._store.claim_items(
+                    self.id, lane.provider.name, 2 * lane.size - lane.held, clock.now_float(), lease
+                )
+                for item in items:
+                    lane.queue.put_nowait(item)
+                if items:
+                    continue
+                await _wait(lane.wake, await self._idle_wait())
+            else:
+                await _wait(lane.wake, self._settings.idle_poll_seconds)
+
+    async def _idle_wait(self) -> float:
+        """How long a feeder with nothing to run may sleep: until the next retry is due."""
+        wait = self._settings.idle_poll_seconds
+        due = await self._store.next_retry_at()
+        if due is not None:
+            wait = min(wait, max(0.0, due - clock.now_float()))
+        return max(wait, 0.005)
+
+    async def _runner(self, lane: _Lane) -> None:
+        while True:
+            item = await lane.queue.get()
+            lane.running += 1
+            try:
+                outcome = await self._executor.run(item)
+            finally:
+                lane.running -= 1
+            self._outcomes.append(outcome)
+            self._have_outcomes.set()
+            if lane.held < lane.size:
+                lane.wake.set()
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._have_outcomes.wait()
+            if len(self._outcomes) < self._settings.flush_max_items:
+                await asyncio.sleep(self._settings.flush_interval_seconds)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        self._have_outcomes.clear()
+        if not self._outcomes:
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        try:
+            touched = await self._store.record_outcomes(self.id, outcomes, clock.now_float())
+        except Exception:
+            # keep them: the next flush tries again (the leases are still ours)
+            log.exception("cannot record results", extra={"action": "flush_failed"})
+            self._outcomes = outcomes + self._outcomes
+            await asyncio.sleep(self._settings.idle_poll_seconds)
+            self._have_outcomes.set()
+            return
+        if any(o.state is ItemState.PENDING for o in outcomes):
+            for lane in self._lanes.values():
+                lane.wake.set()
+        for batch_id in touched:
+            if not await self._store.has_active_items(batch_id):
+                self._housekeeping.set()
+                break
+        self._progress.set()
+
+    async def _heartbeat(self) -> None:
+        lease = self._settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            now = clock.now_float()
+            await self._store.extend_leases(self.id, now + lease)
+            released = await self._store.release_expired_leases(now)
+            if released:
+                log.warning(
+                    "took back lines of a worker that stopped",
+                    extra={"action": "leases_released", "lines": released},
+                )
+                self.wake()
+
+    # -- batches ------------------------------------------------------------------------
+
+    async def _housekeeper(self) -> None:
+        # lines of a worker that died before this one started come back at once
+        await self._store.release_expired_leases(clock.now_float())
+        while True:
+            did_work = await self._housekeep()
+            self._progress.set()
+            if not did_work:
+                await _wait(self._housekeeping, self._settings.idle_poll_seconds)
+
+    async def _housekeep(self) -> bool:
+        did_work = False
+        now = clock.now()
+        for batch_id, status in await self._store.batches_needing_work(now):
+            if not await self._store.claim_batch(
+                batch_id, self.id, clock.now_float(), self._settings.lease_seconds
+            ):
+                continue
+            did_work = True
+            try:
+                await self._advance(batch_id, status, now)
+            except Exception:  # one broken batch must not stop the others
+                log.exception(
+                    "batch step failed", extra={"action": "batch_error", "batch_id": batch_id}
+                )
+        return did_work
+
+    async def _advance(self, batch_id: str, status: BatchStatus, now: int) -> None:
+        """Take one batch a step further: validate, expire or finalize it."""
+        if status is BatchStatus.VALIDATING:
+            await validate_batch(
+                self._store, self._blobs, self._router, self._config.limits, batch_id
+            )
+            self.wake()
+            return
+        if status is BatchStatus.IN_PROGRESS:
+            batch = await self._store.get_batch(None, batch_id)
+            if batch is not None and batch.expires_at <= now:
+                await self._store.expire_batch(batch_id, now)
+                if await self._store.has_active_items(batch_id):
+                    return  # in-flight lines finish first
+        await finalize_batch(self._store, self._blobs, batch_id)
