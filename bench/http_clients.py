@@ -182,15 +182,15 @@ def wait_until_ready(port: int) -> None:
     """Poll the upstream with a real request until it answers 200 (bounded)."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     for _ in range(300):
+        conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
         try:
-            conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
             conn.request("POST", PATH, body=request_body(), headers=JSON_HEADERS)
-            status = conn.getresponse().status
-            conn.close()
-            if status == 200:
+            if conn.getresponse().status == 200:
                 return
         except OSError:
             pass
+        finally:
+            conn.close()
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -510,6 +510,11 @@ def cells(results: list[RunResult]) -> list[Cell]:
     return [mean_cell(key, runs) for key, runs in group(results).items()]
 
 
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator/denominator, NaN when the baseline is zero (e.g. no request completed)."""
+    return numerator / denominator if denominator else float("nan")
+
+
 def per_round_ratios(
     results: list[RunResult], delay_ms: float, c: int
 ) -> list[tuple[float, float]]:
@@ -521,7 +526,12 @@ def per_round_ratios(
     out = []
     for pair in by_round.values():
         a, h = pair["aiohttp"], pair["httpx"]
-        out.append((a.req_per_s / h.req_per_s, a.client_cpu_us_per_req / h.client_cpu_us_per_req))
+        out.append(
+            (
+                ratio(a.req_per_s, h.req_per_s),
+                ratio(a.client_cpu_us_per_req, h.client_cpu_us_per_req),
+            )
+        )
     return out
 
 
@@ -554,8 +564,8 @@ def ratio_rows(results: list[RunResult], all_cells: list[Cell]) -> list[dict[str
             {
                 "upstream_delay_ms": delay_ms,
                 "concurrency": conc,
-                "rps_ratio": a.req_per_s / h.req_per_s,
-                "cpu_per_req_ratio": a.cpu_us_per_req / h.cpu_us_per_req,
+                "rps_ratio": ratio(a.req_per_s, h.req_per_s),
+                "cpu_per_req_ratio": ratio(a.cpu_us_per_req, h.cpu_us_per_req),
                 "rps_ratio_rounds": [p[0] for p in per_round],
                 "cpu_per_req_ratio_rounds": [p[1] for p in per_round],
             }

@@ -8,6 +8,7 @@ in-process lock plus ``BEGIN IMMEDIATE``), PostgreSQL claims lines with
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.engine import Row
@@ -276,6 +276,7 @@ class SqlStore:
                 expires_at=file.expires_at,
                 status=file.status,
                 blob_key=blob_key,
+                sort_key=time.time_ns(),
             )
         )
 
@@ -312,23 +313,18 @@ class SqlStore:
         query = select(files).where(self._live_files(owner, now))
         if purpose:
             query = query.where(files.c.purpose == purpose)
-        order = (files.c.created_at, files.c.id)
         if after:
             async with self._read() as conn:
                 cursor = (
                     await conn.execute(
-                        select(files.c.created_at, files.c.id).where(
-                            files.c.id == after, files.c.owner == owner
-                        )
+                        select(files.c.sort_key).where(files.c.id == after, files.c.owner == owner)
                     )
-                ).first()
+                ).scalar()
             if cursor is not None:
-                key = (cursor.created_at, cursor.id)
-                position = tuple_(files.c.created_at, files.c.id)
                 query = query.where(
-                    position > tuple_(*key) if ascending else position < tuple_(*key)
+                    files.c.sort_key > cursor if ascending else files.c.sort_key < cursor
                 )
-        query = query.order_by(*(c.asc() if ascending else c.desc() for c in order))
+        query = query.order_by(files.c.sort_key.asc() if ascending else files.c.sort_key.desc())
         async with self._read() as conn:
             rows = (await conn.execute(query.limit(limit + 1))).all()
         return Page(items=[_file_from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)
@@ -364,6 +360,7 @@ class SqlStore:
                     model=batch.model,
                     metadata=batch.metadata,
                     output_expires_after=batch.output_expires_after,
+                    sort_key=time.time_ns(),
                 )
             )
 
@@ -407,21 +404,16 @@ class SqlStore:
             if after:
                 cursor = (
                     await conn.execute(
-                        select(batches.c.created_at, batches.c.id).where(
+                        select(batches.c.sort_key).where(
                             batches.c.id == after, batches.c.owner == owner
                         )
                     )
-                ).first()
+                ).scalar()
                 if cursor is not None:
-                    query = query.where(
-                        tuple_(batches.c.created_at, batches.c.id)
-                        < tuple_(cursor.created_at, cursor.id)
-                    )
+                    query = query.where(batches.c.sort_key < cursor)
             rows = (
                 await conn.execute(
-                    query.order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(
-                        limit + 1
-                    )
+                    query.order_by(batches.c.sort_key.desc()).limit(limit + 1)
                 )
             ).all()
             rows = rows[: limit + 1]

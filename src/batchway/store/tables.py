@@ -50,7 +50,9 @@ files = Table(
     Column("expires_at", BigInteger, nullable=True),
     Column("status", String(20), nullable=False),
     Column("blob_key", Text, nullable=False),
-    Index("ix_files_owner_created", "owner", "created_at"),
+    # orders listings: created_at has whole seconds only
+    Column("sort_key", BigInteger, nullable=False),
+    Index("ix_files_owner_sort", "owner", "sort_key"),
 )
 
 batches = Table(
@@ -92,7 +94,8 @@ batches = Table(
     Column("cached_tokens", BigInteger, nullable=False, default=0),
     Column("output_tokens", BigInteger, nullable=False, default=0),
     Column("reasoning_tokens", BigInteger, nullable=False, default=0),
-    Index("ix_batches_owner_created", "owner", "created_at"),
+    Column("sort_key", BigInteger, nullable=False),
+    Index("ix_batches_owner_sort", "owner", "sort_key"),
     Index("ix_batches_status", "status"),
 )
 

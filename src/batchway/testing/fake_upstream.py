@@ -208,7 +208,7 @@ class FakeUpstream:
             return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
 
     def on_server_stopping(self) -> None:
-        """End every delayed answer now, with a 503 (thread-safe; called by `serve_in_thread`)."""
+        """End every delayed answer now with a 503 (thread-safe; the server runners call it)."""
         with self._cond:
             waiters = list(self._waiters)
         for waiter in waiters:

@@ -1,0 +1,235 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable), the fake upstream,
+and a running gateway driven over HTTP.
+
+PostgreSQL is used at ``BATCHWAY_TEST_POSTGRES`` (default: 127.0.0.1:5432, database ``test``,
+trust auth). When it cannot be reached the PostgreSQL cases are skipped, except under CI
+(``CI=true``), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import openai
+import pytest
+
+from batchway.api.app import create_app
+from batchway.config import Config
+from batchway.gateway import Gateway
+from batchway.testing import FakeUpstream, ServerHandle, serve_in_thread
+
+T = TypeVar("T")
+
+POSTGRES_URL = os.environ.get(
+    "BATCHWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["sqlite", "postgresql"]
+FAKE_MODELS = [
+    "fake-ok",
+    "fake-slow",
+    "fake-429-then-ok",
+    "fake-500-then-ok",
+    "fake-500",
+    "fake-400",
+    "fake-timeout",
+    "fake-bad-json",
+]
+
+
+def _postgres_problem() -> str | None:
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> bool:
+    problem = _postgres_problem()
+    if problem is None:
+        return True
+    if os.environ.get("CI") == "true":
+        pytest.fail(problem)
+    return False
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_available: bool
+) -> Iterator[str]:
+    """A fresh, empty database for one test, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/batchway.db"
+        return
+    if not postgres_available:
+        pytest.skip("PostgreSQL is not reachable")
+    import asyncpg
+
+    name = f"bw_test_{secrets.token_hex(6)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[tuple[FakeUpstream, ServerHandle]]:
+    """The fake OpenAI-compatible provider, on a loopback port for the whole session."""
+    fake = FakeUpstream(slow_seconds=0.05, timeout_seconds=5.0, retry_after="0")
+    with serve_in_thread(fake) as handle:
+        yield fake, handle
+
+
+def gateway_config(
+    database: str, files: Path, upstream_url: str, **overrides: Any
+) -> dict[str, Any]:
+    """A config (as a dict) routing every fake-* model to the fake upstream."""
+    config: dict[str, Any] = {
+        "database": database,
+        "files": str(files),
+        "admin_key": "admin-secret",
+        "providers": {
+            "fake": {
+                "kind": "openai-compatible",
+                "base_url": upstream_url,
+                "api_key": "upstream-secret",
+                "max_concurrency": 8,
+                "timeout_seconds": 1.0,
+            },
+            "sim": {"kind": "simulated", "latency_ms": 0},
+        },
+        "models": {
+            **{name: {"provider": "fake", "model": name} for name in FAKE_MODELS},
+            # a public name that differs from the upstream's own
+            "team-model": {"provider": "fake", "model": "fake-ok"},
+            "gpt-4o": {"provider": "sim", "model": "gpt-4o"},
+        },
+        "worker": {
+            "enabled": False,
+            "lease_seconds": 5,
+            "max_attempts": 3,
+            "backoff_base_seconds": 0.01,
+            "backoff_max_seconds": 0.05,
+            "idle_poll_seconds": 0.05,
+        },
+    }
+    return _merge(config, overrides)
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass
+class RunningGateway:
+    """A gateway serving on loopback, with its batch worker run on demand (drain mode)."""
+
+    handle: ServerHandle
+    app: Any
+    fake: FakeUpstream
+    admin_key: str = "admin-secret"
+    _clients: list[openai.OpenAI] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.handle.url
+
+    @property
+    def base_url(self) -> str:
+        return self.handle.base_url
+
+    @property
+    def gateway(self) -> Gateway:
+        gateway: Gateway = self.app.state.gateway
+        return gateway
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        """Run a coroutine on the gateway's own event loop and wait for it."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.app.state.loop)
+        return future.result(timeout)
+
+    def drain(self) -> None:
+        """Run the batch worker until no batch has anything left to do."""
+        self.run(self.gateway.worker.drain())
+
+    def create_key(self, name: str = "tester", **limits: Any) -> str:
+        response = httpx.post(
+            f"{self.base_url}/admin/keys",
+            json={"name": name, **limits},
+            headers={"authorization": f"Bearer {self.admin_key}"},
+        )
+        assert response.status_code == 200, response.text
+        key: str = response.json()["key"]
+        return key
+
+    def client(self, key: str | None = None) -> openai.OpenAI:
+        client = openai.OpenAI(
+            base_url=self.url, api_key=key or self.create_key(), max_retries=0
+        )
+        self._clients.append(client)
+        return client
+
+
+@pytest.fixture
+def make_gateway(
+    database_url: str,
+    tmp_path: Path,
+    fake_upstream: tuple[FakeUpstream, ServerHandle],
+) -> Iterator[Any]:
+    """Start gateways on the test's database; ``make_gateway(**config_overrides)``."""
+    fake, upstream = fake_upstream
+    stack: list[Any] = []
+
+    def start(**overrides: Any) -> RunningGateway:
+        config = Config.model_validate(
+            gateway_config(database_url, tmp_path / "files", upstream.url, **overrides)
+        )
+        app = create_app(config)
+        server = serve_in_thread(app)
+        handle = server.__enter__()
+        stack.append(server)
+        return RunningGateway(handle=handle, app=app, fake=fake)
+
+    fake.clear()
+    try:
+        yield start
+    finally:
+        for server in reversed(stack):
+            server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def gw(make_gateway: Any) -> RunningGateway:
+    """A gateway with the default test config."""
+    gateway: RunningGateway = make_gateway()
+    return gateway
