@@ -1,0 +1,200 @@
+"""kill -9 in the middle of a batch: after a restart the batch finishes with every line
+exactly once, and only lines in flight at the kill were sent upstream twice."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from tests.conftest import gateway_config
+from tests.helpers import chat_line, jsonl, read_results, unique, upload
+
+LINES = 2000
+CONCURRENCY = 32
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class GatewayProcess:
+    """``batchway serve`` in a child process, as an operator would run it."""
+
+    def __init__(self, config_path: Path, log_path: Path) -> None:
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._command = [
+            sys.executable,
+            "-m",
+            "batchway.cli.main",
+            "serve",
+            "--config",
+            str(config_path),
+            "--port",
+            str(self.port),
+        ]
+        self._log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self._log_path.open("ab")
+        self.process = subprocess.Popen(self._command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self._log_path.read_text()
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)  # the child is still starting; nothing to wait on but the port
+        raise AssertionError("gateway did not start:\n" + self._log_path.read_text())
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def _recorded_lines(database_url: str) -> set[str]:
+    """The custom_ids whose results the database holds (what a crash cannot take back)."""
+    from sqlalchemy import select
+
+    from batchway.config import Config
+    from batchway.store.sql import create_engine
+    from batchway.store.tables import batch_items
+
+    async def read() -> set[str]:
+        engine = create_engine(Config(database=database_url).async_database_url)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    select(batch_items.c.custom_id).where(batch_items.c.state == "succeeded")
+                )
+                return {row.custom_id for row in rows}
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+@pytest.fixture
+def crashable(database_url: str, tmp_path: Path, fake_upstream) -> Iterator[GatewayProcess]:
+    fake, upstream = fake_upstream
+    fake.clear()
+    fake.slow_seconds = 0.02
+    config = gateway_config(
+        database_url,
+        tmp_path / "files",
+        upstream.url,
+        providers={"fake": {"max_concurrency": CONCURRENCY, "timeout_seconds": 10}},
+        worker={"enabled": True, "lease_seconds": 2, "max_attempts": 5},
+    )
+    config_path = tmp_path / "batchway.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    gateway = GatewayProcess(config_path, tmp_path / "gateway.log")
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+        fake.slow_seconds = 0.05
+
+
+def _wait_for(client: openai.OpenAI, batch_id: str, done, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = client.batches.retrieve(batch_id)
+        if done(batch):
+            return batch
+        time.sleep(0.05)  # polling, as a client of the batch API does
+    raise AssertionError(f"batch {batch_id} did not get there in time: {batch}")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_batch_loses_and_repeats_nothing(
+    crashable: GatewayProcess, fake_upstream, database_url: str
+):
+    fake, _ = fake_upstream
+    crashable.start()
+    key = httpx.post(
+        f"{crashable.base_url}/admin/keys",
+        json={"name": "crash"},
+        headers={"authorization": "Bearer admin-secret"},
+    ).json()["key"]
+    client = openai.OpenAI(base_url=f"{crashable.base_url}/v1", api_key=key, max_retries=0)
+    tag = unique()
+    lines = [chat_line(f"line-{i}", model="fake-slow", prompt=f"{tag}:{i}") for i in range(LINES)]
+    batch = client.batches.create(
+        input_file_id=upload(client, jsonl(lines)),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+
+    def well_under_way(b) -> bool:
+        return b.request_counts is not None and b.request_counts.completed >= LINES // 4
+
+    before = _wait_for(client, batch.id, well_under_way)
+    crashable.kill()
+    assert before.status == "in_progress"
+    assert before.request_counts is not None and before.request_counts.completed < LINES
+    recorded = _recorded_lines(database_url)
+    assert 0 < len(recorded) < LINES
+    sent_before_restart = collections.Counter(
+        r.json["messages"][0]["content"] for r in fake.requests if r.model == "fake-slow"
+    )
+
+    crashable.start()
+    client = openai.OpenAI(base_url=f"{crashable.base_url}/v1", api_key=key, max_retries=0)
+    batch = _wait_for(client, batch.id, lambda b: b.status == "completed")
+
+    assert batch.request_counts is not None
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (LINES, 0)
+    output = read_results(client, batch.output_file_id)
+    assert read_results(client, batch.error_file_id) == []
+    assert sorted(r.custom_id for r in output) == sorted(f"line-{i}" for i in range(LINES))
+    for result in output:
+        assert result.response is not None
+        index = result.custom_id.removeprefix("line-")
+        assert result.response.body["choices"][0]["message"]["content"] == f"echo: {tag}:{index}"
+
+    # every line reached the upstream; a line whose result was recorded before the kill
+    # was never sent again, so only lines in flight at the kill (sent, result not yet
+    # written) may have gone twice
+    sent = collections.Counter(
+        r.json["messages"][0]["content"] for r in fake.requests if r.model == "fake-slow"
+    )
+    assert set(sent) == {f"{tag}:{i}" for i in range(LINES)}
+    repeated = {prompt for prompt, count in sent.items() if count > 1}
+    assert all(sent_before_restart[prompt] == 1 for prompt in repeated)
+    assert not {f"{tag}:{line.removeprefix('line-')}" for line in recorded} & repeated
+    # in flight: the calls under way plus the results waiting for their bulk write
+    assert len(repeated) <= 4 * CONCURRENCY, len(repeated)
+
+    # billed once: the batch's token totals are exactly the sum over its output lines
+    assert batch.usage is not None
+    assert batch.usage.input_tokens == sum(
+        r.response.body["usage"]["prompt_tokens"] for r in output if r.response
+    )
+    assert batch.usage.output_tokens == sum(
+        r.response.body["usage"]["completion_tokens"] for r in output if r.response
+    )
