@@ -28,9 +28,7 @@ from batchway.testing import FakeUpstream, ServerHandle, serve_in_thread
 
 T = TypeVar("T")
 
-POSTGRES_URL = os.environ.get(
-    "BATCHWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("BATCHWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
 FAKE_MODELS = [
     "fake-ok",
@@ -193,9 +191,7 @@ class RunningGateway:
         return key
 
     def client(self, key: str | None = None) -> openai.OpenAI:
-        client = openai.OpenAI(
-            base_url=self.url, api_key=key or self.create_key(), max_retries=0
-        )
+        client = openai.OpenAI(base_url=self.url, api_key=key or self.create_key(), max_retries=0)
         self._clients.append(client)
         return client
 

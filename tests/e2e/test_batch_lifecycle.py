@@ -77,8 +77,12 @@ def test_upstream_sees_provider_key_and_model_never_the_gateway_key(gw: RunningG
 def test_transient_upstream_failures_are_retried(gw: RunningGateway):
     client = gw.client()
     tag = unique()
-    lines = [chat_line(f"r429-{i}", model="fake-429-then-ok", prompt=f"{tag}a{i}") for i in range(5)]
-    lines += [chat_line(f"r500-{i}", model="fake-500-then-ok", prompt=f"{tag}b{i}") for i in range(5)]
+    lines = [
+        chat_line(f"r429-{i}", model="fake-429-then-ok", prompt=f"{tag}a{i}") for i in range(5)
+    ]
+    lines += [
+        chat_line(f"r500-{i}", model="fake-500-then-ok", prompt=f"{tag}b{i}") for i in range(5)
+    ]
     batch = client.batches.create(
         input_file_id=upload(client, jsonl(lines)),
         endpoint="/v1/chat/completions",
@@ -227,18 +231,14 @@ def test_expired_batch_reports_lines_that_never_ran(gw: RunningGateway):
         from batchway.store.tables import batches
 
         async with store.engine.begin() as conn:
-            await conn.execute(
-                update(batches).where(batches.c.id == batch.id).values(expires_at=0)
-            )
+            await conn.execute(update(batches).where(batches.c.id == batch.id).values(expires_at=0))
 
     gw.run(window_over())
     gw.drain()
     batch = client.batches.retrieve(batch.id)
     assert batch.status == "expired"
     assert batch.expired_at is not None
-    results = read_results(client, batch.output_file_id) + read_results(
-        client, batch.error_file_id
-    )
+    results = read_results(client, batch.output_file_id) + read_results(client, batch.error_file_id)
     assert sorted(r.custom_id for r in results) == [f"e{i}" for i in range(5)]
     for result in read_results(client, batch.error_file_id):
         assert result.error is not None and result.error.code == "batch_expired"

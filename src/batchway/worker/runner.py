@@ -42,8 +42,11 @@ log = logging.getLogger("batchway.worker")
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
     """Wait for ``event`` at most ``timeout`` seconds, then clear it."""
+    # not asyncio.wait_for: before Python 3.12 it can swallow a cancellation that arrives
+    # as the event fires, and a loop that misses its cancellation never stops
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     event.clear()
 
 
