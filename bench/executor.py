@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import contextlib
+import cProfile
 import datetime as dt
 import gc
 import http.client
+import importlib.metadata
 import io
 import itertools
 import json
@@ -60,11 +61,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import openai
 import orjson
 import sqlalchemy
 import uvloop
+from openai.types.chat import ChatCompletionUserMessageParam
 
 import batchway.worker.runner as runner_module
 from batchway.config import Config
@@ -173,7 +175,7 @@ def prompt(index: int) -> str:
     return f"Say hello to guest number {index}."
 
 
-def messages(index: int) -> list[dict[str, str]]:
+def messages(index: int) -> list[ChatCompletionUserMessageParam]:
     return [{"role": "user", "content": prompt(index)}]
 
 
@@ -212,11 +214,25 @@ class Window:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     upstream_cpu_s: float | None = None
+    cpu_pressure_s: float | None = None
+
+
+def cpu_pressure_seconds() -> float | None:
+    """Total time some runnable task waited for a CPU (Linux PSI), or None.
+
+    Its growth over a window shows how contended the shared machine was meanwhile.
+    """
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return int(some.rsplit("total=", 1)[1]) / 1e6
 
 
 @contextlib.contextmanager
 def timed(upstream: Upstream) -> Iterator[Window]:
     window = Window()
+    pressure0 = cpu_pressure_seconds()
     up0 = upstream.cpu_seconds()
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
@@ -227,6 +243,9 @@ def timed(upstream: Upstream) -> Iterator[Window]:
         window.cpu_s = time.process_time() - cpu0
         up1 = upstream.cpu_seconds()
         window.upstream_cpu_s = None if up0 is None or up1 is None else up1 - up0
+        pressure1 = cpu_pressure_seconds()
+        if pressure0 is not None and pressure1 is not None:
+            window.cpu_pressure_s = pressure1 - pressure0
 
 
 @dataclass
@@ -244,33 +263,34 @@ class PhaseClock:
         self.phases = Phases()
 
     @staticmethod
-    def _mark() -> tuple[float, float]:
+    def mark() -> tuple[float, float]:
         return time.perf_counter(), time.process_time()
-
-    def reset(self) -> None:
-        self.phases = Phases()
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        validate = runner_module.validate_batch
-        finalize = runner_module.finalize_batch
+        """Wrap the worker's phase functions for the duration (a no-op if they moved)."""
+        validate = getattr(runner_module, "validate_batch", None)
+        finalize = getattr(runner_module, "finalize_batch", None)
+        if validate is None or finalize is None:
+            yield
+            return
 
         async def timed_validate(*args: Any, **kwargs: Any) -> None:
             await validate(*args, **kwargs)
-            self.phases.validated = self._mark()
+            self.phases.validated = self.mark()
 
         async def timed_finalize(*args: Any, **kwargs: Any) -> None:
             if self.phases.finalizing is None:
-                self.phases.finalizing = self._mark()
+                self.phases.finalizing = self.mark()
             await finalize(*args, **kwargs)
 
-        runner_module.validate_batch = timed_validate  # type: ignore[assignment]
-        runner_module.finalize_batch = timed_finalize  # type: ignore[assignment]
+        setattr(runner_module, "validate_batch", timed_validate)  # noqa: B010
+        setattr(runner_module, "finalize_batch", timed_finalize)  # noqa: B010
         try:
             yield
         finally:
-            runner_module.validate_batch = validate
-            runner_module.finalize_batch = finalize
+            setattr(runner_module, "validate_batch", validate)  # noqa: B010
+            setattr(runner_module, "finalize_batch", finalize)  # noqa: B010
 
 
 @dataclass
@@ -286,6 +306,7 @@ class RunResult:
     cpu_us_per_line: float
     cpu_pct: float
     upstream_cpu_pct: float | None
+    cpu_pressure_pct: float | None
     # gateway only: the phases of drain()
     validate_s: float | None = None
     execute_s: float | None = None
@@ -297,7 +318,7 @@ class RunResult:
 def result_of(
     round_no: int, arm: str, database: str, concurrency: int, lines: int, window: Window
 ) -> RunResult:
-    up = window.upstream_cpu_s
+    up, pressure = window.upstream_cpu_s, window.cpu_pressure_s
     return RunResult(
         round=round_no,
         arm=arm,
@@ -310,6 +331,7 @@ def result_of(
         cpu_us_per_line=window.cpu_s / lines * 1e6,
         cpu_pct=100 * window.cpu_s / window.wall_s,
         upstream_cpu_pct=None if up is None else 100 * up / window.wall_s,
+        cpu_pressure_pct=None if pressure is None else 100 * pressure / window.wall_s,
     )
 
 
@@ -346,7 +368,7 @@ async def openai_worker(client: openai.AsyncOpenAI, indices: Iterator[int]) -> i
     ok = 0
     for i in indices:
         completion = await client.chat.completions.create(
-            model=MODEL, messages=messages(i), max_tokens=16  # type: ignore[arg-type]
+            model=MODEL, messages=messages(i), max_tokens=16
         )
         if completion.choices[0].message.content == f"echo: {prompt(i)}":
             ok += 1
@@ -487,7 +509,7 @@ async def measure_gateway(
                 batch_id = await submit_batch(gateway, principal, lines, "bench")
                 gc.collect()
                 with clock.installed(), timed(upstream) as window:
-                    start = PhaseClock._mark()
+                    start = PhaseClock.mark()
                     if profiler is not None:
                         profiler.enable()
                     try:
@@ -495,7 +517,7 @@ async def measure_gateway(
                     finally:
                         if profiler is not None:
                             profiler.disable()
-                    end = PhaseClock._mark()
+                    end = PhaseClock.mark()
                 await check_batch(gateway, principal, batch_id, lines)
     result = result_of(round_no, "gateway", database, concurrency, lines, window)
     add_phases(result, clock.phases, start, end)
@@ -543,7 +565,8 @@ def print_progress(r: RunResult) -> None:
     print(
         f"  round {r.round} {r.database} C={r.concurrency:<3} {r.arm:>14}: "
         f"{r.lines_per_s:7,.0f} lines/s  {r.cpu_us_per_line:6.0f} us CPU/line  "
-        f"CPU {r.cpu_pct:3.0f}%  upstream {r.upstream_cpu_pct or 0:3.0f}%{phases}",
+        f"CPU {r.cpu_pct:3.0f}%  upstream {r.upstream_cpu_pct or 0:3.0f}%  "
+        f"CPU pressure {r.cpu_pressure_pct or 0:3.0f}%{phases}",
         file=sys.stderr,
         flush=True,
     )
@@ -647,6 +670,7 @@ class Cell:
     cpu_us_per_line: float
     cpu_pct: float
     upstream_cpu_pct: float | None
+    cpu_pressure_pct: float | None
     execute_lines_per_s: float | None
     execute_cpu_us_per_line: float | None
     phases_s: tuple[float, float, float] | None
@@ -666,6 +690,7 @@ def mean_cell(concurrency: int, arm: str, runs: list[RunResult]) -> Cell:
         cpu_us_per_line=statistics.fmean(r.cpu_us_per_line for r in runs),
         cpu_pct=statistics.fmean(r.cpu_pct for r in runs),
         upstream_cpu_pct=_mean([r.upstream_cpu_pct for r in runs]),
+        cpu_pressure_pct=_mean([r.cpu_pressure_pct for r in runs]),
         execute_lines_per_s=_mean([r.execute_lines_per_s for r in runs]),
         execute_cpu_us_per_line=_mean([r.execute_cpu_us_per_line for r in runs]),
         phases_s=(
@@ -692,15 +717,16 @@ def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
 
 def cell_table(rows: list[Cell], database: str) -> str:
     lines = [
-        "| database | C | arm | lines/s | CPU µs/line | CPU % | upstream CPU % "
+        "| database | C | arm | lines/s | CPU µs/line | CPU % | upstream CPU % | CPU pressure % "
         "| execute-phase lines/s | execute CPU µs/line | validate / execute / finalize s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in rows:
         phases = "–" if c.phases_s is None else " / ".join(f"{p:.2f}" for p in c.phases_s)
         lines.append(
             f"| {database} | {c.concurrency} | {c.arm} | {c.lines_per_s:,.0f} "
             f"| {c.cpu_us_per_line:,.0f} | {c.cpu_pct:.0f} | {_fmt(c.upstream_cpu_pct)} "
+            f"| {_fmt(c.cpu_pressure_pct)} "
             f"| {_fmt(c.execute_lines_per_s)} | {_fmt(c.execute_cpu_us_per_line)} | {phases} |"
         )
     return "\n".join(lines)
@@ -745,7 +771,9 @@ def ratio_row(results: list[RunResult], c: int, baseline: str) -> RatioRow | Non
         / statistics.fmean(r.cpu_us_per_line for r in base.values()),
         cpu_range=(min(cpu), max(cpu)),
         execute_speed=statistics.fmean(exe) if exe else None,
-        per_round=[{"round": n, "speed": s, "cpu": p} for n, s, p in zip(rounds, speed, cpu)],
+        per_round=[
+            {"round": n, "speed": s, "cpu": p} for n, s, p in zip(rounds, speed, cpu, strict=True)
+        ],
     )
 
 
@@ -784,7 +812,7 @@ def versions() -> dict[str, str]:
         "sqlalchemy": sqlalchemy.__version__,
         "aiosqlite": aiosqlite.__version__,
         "asyncpg": asyncpg.__version__,
-        "uvloop": uvloop.__version__,
+        "uvloop": importlib.metadata.version("uvloop"),
         "orjson": orjson.__version__,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -103,7 +104,9 @@ def test_item_terminal(state: ItemState) -> None:
         pytest.param(ITEM_TRANSITIONS, S.PENDING, id="item"),
     ],
 )
-def test_every_state_is_reachable_and_none_loops_on_itself(table, start) -> None:
+def test_every_state_is_reachable_and_none_loops_on_itself(
+    table: dict[Any, frozenset[Any]], start: Any
+) -> None:
     seen = {start}
     frontier = [start]
     while frontier:
@@ -147,6 +150,7 @@ class BatchLifecycle(RuleBasedStateMachine):
         self.items: list[ItemState] = []
         self.leases: dict[int, str] = {}  # line index -> worker holding its lease
         self.finished: dict[int, ItemState] = {}  # lines that reached a terminal state
+        self.worker = WORKERS[0]  # the worker acting in the current step
 
     # helpers
 
@@ -175,7 +179,6 @@ class BatchLifecycle(RuleBasedStateMachine):
         cancelled_while_validating=st.booleans(),
     )
     def create(self, n: int, cancelled_while_validating: bool) -> None:
-        self.worker = WORKERS[0]
         self.items = [S.PENDING] * n
         if cancelled_while_validating:
             # intake.py: a batch cancelled while its lines were being stored never runs them
@@ -188,7 +191,9 @@ class BatchLifecycle(RuleBasedStateMachine):
     @precondition(lambda self: self.status is B.IN_PROGRESS and self._with(S.PENDING))
     @rule(data=st.data(), worker=st.sampled_from(WORKERS))
     def claim(self, data: st.DataObject, worker: str) -> None:
-        chosen = data.draw(st.lists(st.sampled_from(self._with(S.PENDING)), min_size=1, unique=True))
+        chosen = data.draw(
+            st.lists(st.sampled_from(self._with(S.PENDING)), min_size=1, unique=True)
+        )
         self.worker = worker
         for index in chosen:
             self._move(index, S.LEASED)

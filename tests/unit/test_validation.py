@@ -38,7 +38,9 @@ CONFIG = Config.model_validate(
 )
 ROUTER = Router(CONFIG)
 # configured, but this key may not use "secret-model"
-PRINCIPAL = Principal(key_id="key_test", name="tester", models=frozenset({"team-chat", "team-embed"}))
+PRINCIPAL = Principal(
+    key_id="key_test", name="tester", models=frozenset({"team-chat", "team-embed"})
+)
 LIMITS = BatchLimits(max_batch_lines=5, max_reported_errors=3)
 
 
@@ -104,13 +106,21 @@ BAD_LINES = [
     pytest.param(b'"a string"', "invalid_request", None, id="string"),
     pytest.param(b"42", "invalid_request", None, id="number"),
     pytest.param(b"null", "invalid_request", None, id="null"),
-    pytest.param(raw({k: v for k, v in request().items() if k != "custom_id"}),
-                 "invalid_request", "custom_id", id="custom-id-missing"),  # fmt: skip
+    pytest.param(
+        raw({k: v for k, v in request().items() if k != "custom_id"}),
+        "invalid_request",
+        "custom_id",
+        id="custom-id-missing",
+    ),
     pytest.param(raw(request("")), "invalid_request", "custom_id", id="custom-id-empty"),
     pytest.param(raw(request(7)), "invalid_request", "custom_id", id="custom-id-number"),
     pytest.param(raw(request(None)), "invalid_request", "custom_id", id="custom-id-null"),
-    pytest.param(raw(request("x" * (MAX_CUSTOM_ID_LENGTH + 1))),
-                 "invalid_request", "custom_id", id="custom-id-too-long"),  # fmt: skip
+    pytest.param(
+        raw(request("x" * (MAX_CUSTOM_ID_LENGTH + 1))),
+        "invalid_request",
+        "custom_id",
+        id="custom-id-too-long",
+    ),
     pytest.param(raw(request(method="GET")), "invalid_request", "method", id="method-get"),
     pytest.param(raw(request(method="post")), "invalid_request", "method", id="method-lower"),
     pytest.param(raw(request(method=None)), "invalid_request", "method", id="method-null"),
@@ -123,20 +133,36 @@ BAD_LINES = [
     pytest.param(raw(request(body="{}")), "invalid_request", "body", id="body-string"),
     pytest.param(raw(request(body=[body()])), "invalid_request", "body", id="body-list"),
     pytest.param(raw(request(body=None)), "invalid_request", "body", id="body-null"),
-    pytest.param(raw(request(body=body(model=...))),
-                 "invalid_request", "body.model", id="model-missing"),  # fmt: skip
-    pytest.param(raw(request(body=body(model=""))),
-                 "invalid_request", "body.model", id="model-empty"),  # fmt: skip
-    pytest.param(raw(request(body=body(model=4))),
-                 "invalid_request", "body.model", id="model-number"),  # fmt: skip
-    pytest.param(raw(request(body=body(model="gpt-unknown"))),
-                 "model_not_found", "body.model", id="model-unknown"),  # fmt: skip
-    pytest.param(raw(request(body=body(model="upstream-chat"))),
-                 "model_not_found", "body.model", id="model-upstream-name"),  # fmt: skip
-    pytest.param(raw(request(body=body(model="secret-model"))),
-                 "model_not_found", "body.model", id="model-not-allowed-for-key"),  # fmt: skip
-    pytest.param(raw(request(body=body(stream=True))),
-                 "invalid_request", "body.stream", id="stream-true"),  # fmt: skip
+    pytest.param(
+        raw(request(body=body(model=...))), "invalid_request", "body.model", id="model-missing"
+    ),
+    pytest.param(
+        raw(request(body=body(model=""))), "invalid_request", "body.model", id="model-empty"
+    ),
+    pytest.param(
+        raw(request(body=body(model=4))), "invalid_request", "body.model", id="model-number"
+    ),
+    pytest.param(
+        raw(request(body=body(model="gpt-unknown"))),
+        "model_not_found",
+        "body.model",
+        id="model-unknown",
+    ),
+    pytest.param(
+        raw(request(body=body(model="upstream-chat"))),
+        "model_not_found",
+        "body.model",
+        id="model-upstream-name",
+    ),
+    pytest.param(
+        raw(request(body=body(model="secret-model"))),
+        "model_not_found",
+        "body.model",
+        id="model-not-allowed-for-key",
+    ),
+    pytest.param(
+        raw(request(body=body(stream=True))), "invalid_request", "body.stream", id="stream-true"
+    ),
 ]
 
 
@@ -496,7 +522,7 @@ def test_empty_file_error_respects_the_cap_too() -> None:
 def test_good_line_becomes_a_new_item_with_the_upstream_model() -> None:
     sent = {
         "model": "team-chat",
-        "messages": [{"role": "user", "content": "héllo ✓ \n quoted \"x\""}],
+        "messages": [{"role": "user", "content": 'héllo ✓ \n quoted "x"'}],
         "temperature": 0.7,
         "top_p": 1e-05,
         "frequency_penalty": -1.5,
@@ -513,6 +539,7 @@ def test_good_line_becomes_a_new_item_with_the_upstream_model() -> None:
     item = items[1]
 
     assert validator.ok
+    assert item is not None
     assert item == NewItem(
         line=2, custom_id="task-1", model="team-chat", provider="sim", body=item.body
     )

@@ -22,12 +22,17 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     or_,
     select,
+    true,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.schema import Table
 
 from batchway.core.models import (
     ApiKey,
@@ -176,6 +181,29 @@ def _key_from_row(row: Row[Any]) -> ApiKey:
     )
 
 
+def _order(table: Table, ascending: bool) -> tuple[Any, Any]:
+    """Listing order: creation, with the id to break ties between equal clock readings."""
+    if ascending:
+        return table.c.sort_key.asc(), table.c.id.asc()
+    return table.c.sort_key.desc(), table.c.id.desc()
+
+
+async def _past(
+    conn: AsyncConnection, table: Table, owner: str, after: str, ascending: bool
+) -> ColumnElement[bool]:
+    """Rows strictly after the row ``after`` in listing order (all rows if it is unknown)."""
+    row = (
+        await conn.execute(
+            select(table.c.sort_key).where(table.c.id == after, table.c.owner == owner)
+        )
+    ).first()
+    if row is None:
+        return true()
+    position = tuple_(table.c.sort_key, table.c.id)
+    cursor = tuple_(literal(row.sort_key), literal(after))
+    return position > cursor if ascending else position < cursor
+
+
 def _counts_from_states(total: int, by_state: dict[str, int]) -> RequestCounts:
     return RequestCounts(
         total=total,
@@ -247,7 +275,9 @@ class SqlStore:
 
     async def list_keys(self) -> list[ApiKey]:
         async with self._read() as conn:
-            rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at))
+            rows = await conn.execute(
+                select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+            )
             return [_key_from_row(row) for row in rows]
 
     async def revoke_key(self, key_id: str) -> bool:
@@ -313,20 +343,12 @@ class SqlStore:
         query = select(files).where(self._live_files(owner, now))
         if purpose:
             query = query.where(files.c.purpose == purpose)
-        if after:
-            async with self._read() as conn:
-                cursor = (
-                    await conn.execute(
-                        select(files.c.sort_key).where(files.c.id == after, files.c.owner == owner)
-                    )
-                ).scalar()
-            if cursor is not None:
-                query = query.where(
-                    files.c.sort_key > cursor if ascending else files.c.sort_key < cursor
-                )
-        query = query.order_by(files.c.sort_key.asc() if ascending else files.c.sort_key.desc())
         async with self._read() as conn:
-            rows = (await conn.execute(query.limit(limit + 1))).all()
+            if after:
+                query = query.where(await _past(conn, files, owner, after, ascending))
+            rows = (
+                await conn.execute(query.order_by(*_order(files, ascending)).limit(limit + 1))
+            ).all()
         return Page(items=[_file_from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def delete_file(self, owner: str, file_id: str, now: int) -> str | None:
@@ -402,21 +424,9 @@ class SqlStore:
         query = select(batches).where(batches.c.owner == owner)
         async with self._read() as conn:
             if after:
-                cursor = (
-                    await conn.execute(
-                        select(batches.c.sort_key).where(
-                            batches.c.id == after, batches.c.owner == owner
-                        )
-                    )
-                ).scalar()
-                if cursor is not None:
-                    query = query.where(batches.c.sort_key < cursor)
-            rows = (
-                await conn.execute(
-                    query.order_by(batches.c.sort_key.desc()).limit(limit + 1)
-                )
-            ).all()
-            rows = rows[: limit + 1]
+                query = query.where(await _past(conn, batches, owner, after, ascending=False))
+            order = _order(batches, ascending=False)
+            rows = (await conn.execute(query.order_by(*order).limit(limit + 1))).all()
             live = await self._live_counts(conn, rows[:limit])
         return Page(
             items=[_batch_from_row(r, live.get(r.id)) for r in rows[:limit]],
@@ -810,13 +820,14 @@ class SqlStore:
             ).first()
         return found is not None
 
-    async def next_retry_at(self) -> float | None:
-        """When the earliest line waiting for a retry may run."""
+    async def next_retry_at(self, now: float) -> float | None:
+        """When the earliest line now waiting for a retry may run."""
         async with self._read() as conn:
             value = (
                 await conn.execute(
                     select(func.min(batch_items.c.not_before)).where(
-                        batch_items.c.state == ItemState.PENDING.value
+                        batch_items.c.state == ItemState.PENDING.value,
+                        batch_items.c.not_before > now,
                     )
                 )
             ).scalar()
@@ -869,24 +880,6 @@ class SqlStore:
                     batch_items.c.state == ItemState.PENDING.value,
                 )
                 .values(state=state.value, finished_at=now)
-            )
-
-    async def fail_leased_items(self, batch_id: str, now: float) -> None:
-        """Lines still leased when a batch must finish (their worker is gone)."""
-        async with self._write() as conn:
-            await conn.execute(
-                update(batch_items)
-                .where(
-                    batch_items.c.batch_id == batch_id,
-                    batch_items.c.state.in_(_ACTIVE),
-                )
-                .values(
-                    state=ItemState.FAILED.value,
-                    error_code="request_timeout",
-                    error_message="The request did not finish before the batch ended.",
-                    finished_at=now,
-                    lease_owner=None,
-                )
             )
 
     async def item_results(self, batch_id: str) -> AsyncIterator[ItemResultRow]:

@@ -170,9 +170,10 @@ class Worker:
     async def _idle_wait(self) -> float:
         """How long a feeder with nothing to run may sleep: until the next retry is due."""
         wait = self._settings.idle_poll_seconds
-        due = await self._store.next_retry_at()
+        now = clock.now_float()
+        due = await self._store.next_retry_at(now)
         if due is not None:
-            wait = min(wait, max(0.0, due - clock.now_float()))
+            wait = min(wait, due - now)
         return max(wait, 0.005)
 
     async def _runner(self, lane: _Lane) -> None:
