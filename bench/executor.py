@@ -52,6 +52,7 @@ import pstats
 import secrets
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -489,6 +490,38 @@ async def drain_batch(gateway: Gateway, principal: Principal, lines: int, prefix
     return batch_id
 
 
+@contextlib.asynccontextmanager
+async def bench_gateway(
+    upstream: Upstream, concurrency: int, database: str
+) -> AsyncIterator[tuple[Gateway, Principal]]:
+    """A gateway on a fresh database and blob directory, with a key; all removed after."""
+    with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
+        async with fresh_database(database, Path(tmp)) as url:
+            config = gateway_config(url, Path(tmp) / "files", upstream, concurrency)
+            async with open_gateway(config) as gateway:
+                key, _ = await gateway.keys.create(name="bench")
+                yield gateway, key.principal()
+
+
+async def timed_drain(
+    gateway: Gateway, upstream: Upstream, lines: int, profiler: cProfile.Profile | None
+) -> tuple[Window, Phases, tuple[float, float], tuple[float, float]]:
+    """``worker.drain()`` under the clocks (and the profiler, if any)."""
+    clock = PhaseClock()
+    gc.collect()
+    with clock.installed(), timed(upstream) as window:
+        start = PhaseClock.mark()
+        if profiler is not None:
+            profiler.enable()
+        try:
+            await asyncio.wait_for(gateway.worker.drain(), arm_timeout(lines))
+        finally:
+            if profiler is not None:
+                profiler.disable()
+        end = PhaseClock.mark()
+    return window, clock.phases, start, end
+
+
 async def measure_gateway(
     upstream: Upstream,
     lines: int,
@@ -497,39 +530,25 @@ async def measure_gateway(
     database: str,
     profiler: cProfile.Profile | None = None,
 ) -> RunResult:
-    clock = PhaseClock()
-    with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
-        async with fresh_database(database, Path(tmp)) as url:
-            config = gateway_config(url, Path(tmp) / "files", upstream, concurrency)
-            async with open_gateway(config) as gateway:
-                key, _ = await gateway.keys.create(name="bench")
-                principal = key.principal()
-                warm_id = await drain_batch(gateway, principal, warmup_lines(concurrency), "warm")
-                await check_batch(gateway, principal, warm_id, warmup_lines(concurrency))
-                batch_id = await submit_batch(gateway, principal, lines, "bench")
-                gc.collect()
-                with clock.installed(), timed(upstream) as window:
-                    start = PhaseClock.mark()
-                    if profiler is not None:
-                        profiler.enable()
-                    try:
-                        await asyncio.wait_for(gateway.worker.drain(), arm_timeout(lines))
-                    finally:
-                        if profiler is not None:
-                            profiler.disable()
-                    end = PhaseClock.mark()
-                await check_batch(gateway, principal, batch_id, lines)
+    """Warm up with a small batch, then time the drain of an N-line batch and check it."""
+    async with bench_gateway(upstream, concurrency, database) as (gateway, principal):
+        warm = warmup_lines(concurrency)
+        warm_id = await drain_batch(gateway, principal, warm, "warm")
+        await check_batch(gateway, principal, warm_id, warm)
+        batch_id = await submit_batch(gateway, principal, lines, "bench")
+        window, phases, start, end = await timed_drain(gateway, upstream, lines, profiler)
+        await check_batch(gateway, principal, batch_id, lines)
     result = result_of(round_no, "gateway", database, concurrency, lines, window)
-    add_phases(result, clock.phases, start, end)
+    add_phases(result, phases, start, end)
     return result
 
 
 # --------------------------------------------------------------------------- orchestration
 
 
-def arm_order(round_no: int) -> list[str]:
+def arm_order(arms: list[str], round_no: int) -> list[str]:
     """Reverse the arm order every other round, so no arm always runs first."""
-    return list(ARMS) if round_no % 2 == 1 else list(ARMS)[::-1]
+    return list(arms) if round_no % 2 == 1 else list(arms)[::-1]
 
 
 def run_in_uvloop(make: Callable[[], Awaitable[RunResult]]) -> RunResult:
@@ -576,7 +595,7 @@ def run_all(upstream: Upstream, args: argparse.Namespace) -> list[RunResult]:
     results: list[RunResult] = []
     for round_no in range(1, args.rounds + 1):
         for concurrency in args.concurrency:
-            for arm in arm_order(round_no):
+            for arm in arm_order(args.arms, round_no):
                 result = run_arm(arm, upstream, args, concurrency, round_no)
                 print_progress(result)
                 results.append(result)
@@ -592,7 +611,7 @@ CATEGORIES = (  # first match wins; matched against "file:function"
     ("HTTP: aiohttp (+yarl, multidict)", ("aiohttp", "yarl", "multidict", "propcache")),
     ("JSON: orjson", ("orjson",)),
     ("batchway (own code)", ("batchway",)),
-    ("event loop: asyncio/uvloop", ("asyncio", "uvloop", "contextlib", "selectors")),
+    ("event loop, coroutine plumbing", ("asyncio", "uvloop", "contextlib", "selectors")),
     ("threading/queue (driver thread hand-off)", ("threading", "queue.py", "_thread")),
 )
 
@@ -817,6 +836,26 @@ def versions() -> dict[str, str]:
     }
 
 
+def source_state() -> dict[str, Any]:
+    """The commit measured and whether ``src/`` had uncommitted changes (best effort)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    status = git("status", "--porcelain", "--", "src")
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "src_dirty": None if status is None else bool(status),
+    }
+
+
 def write_json(
     args: argparse.Namespace,
     results: list[RunResult],
@@ -831,6 +870,7 @@ def write_json(
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": versions(),
+        "source": source_state(),
         "args": {k: v for k, v in vars(args).items() if k != "output"},
         "runs": [asdict(r) for r in results],
         "means": [asdict(c) for c in cells(results)],
@@ -856,12 +896,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, arm order alternating")
     parser.add_argument(
+        "--arms",
+        type=lambda s: s.split(","),
+        default=list(ARMS),
+        help=f"comma-separated subset of {','.join(ARMS)} (e.g. gateway alone under py-spy)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also profile one gateway drain (cProfile)"
     )
     parser.add_argument("--output", type=Path, default=None, help="JSON results path")
     args = parser.parse_args(argv)
     if args.lines < 1 or args.rounds < 1 or min(args.concurrency) < 1:
         parser.error("--lines, --rounds and every concurrency must be at least 1")
+    if not args.arms or not set(args.arms) <= set(ARMS):
+        parser.error(f"--arms must be a subset of {','.join(ARMS)}")
     return args
 
 

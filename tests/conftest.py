@@ -66,32 +66,63 @@ def postgres_available() -> bool:
     return False
 
 
+async def _postgres_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _postgres_database(name: str) -> str:
+    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_available: bool) -> Iterator[str | None]:
+    """A migrated database that each test's database is cloned from (cheaper than migrating)."""
+    if not postgres_available:
+        yield None
+        return
+    from batchway.config import Config
+    from batchway.store.migrate import migrate
+    from batchway.store.sql import create_engine
+
+    name = f"bw_template_{secrets.token_hex(6)}"
+    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+
+    async def migrate_template() -> None:
+        engine = create_engine(Config(database=_postgres_database(name)).async_database_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(migrate_template())
+        yield name
+    finally:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_available: bool
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_template: str | None
 ) -> Iterator[str]:
-    """A fresh, empty database for one test, on each backend."""
+    """A fresh database for one test, on each backend (PostgreSQL's comes migrated)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/batchway.db"
         return
-    if not postgres_available:
+    if postgres_template is None:
         pytest.skip("PostgreSQL is not reachable")
-    import asyncpg
-
     name = f"bw_test_{secrets.token_hex(6)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
     try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield _postgres_database(name)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

@@ -47,4 +47,6 @@ def read_results(client: openai.OpenAI, file_id: str | None) -> list[OpenAIBatch
         return []
     text = client.files.content(file_id).text
     assert text.endswith("\n")
-    return [OpenAIBatchOutputLine.model_validate_json(line) for line in text.splitlines()]
+    # split on "\n" only: a JSON string may hold U+2028 and such, which splitlines() breaks on
+    lines = text.split("\n")[:-1]
+    return [OpenAIBatchOutputLine.model_validate_json(line) for line in lines]

@@ -1,6 +1,6 @@
 """The gateway's settings: one YAML file, validated into frozen objects.
 
-``${VAR}`` and ``${VAR:-default}`` anywhere in the file are taken from the environment.
+``${VAR}`` and ``${VAR:-default}`` in any string value are taken from the environment.
 Unknown keys are a startup error, so that a typo never silently falls back to a default.
 """
 
@@ -71,7 +71,7 @@ class WorkerConfig(_Frozen):
 
     enabled: bool = True
     lease_seconds: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=5, ge=1)
+    max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_base_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
     idle_poll_seconds: float = Field(default=0.25, gt=0)
@@ -149,6 +149,18 @@ def _expand_env(text: str) -> str:
     return _ENV_PATTERN.sub(replace, text)
 
 
+def _expand_tree(data: Any) -> Any:
+    """Expand variables inside the string values of parsed YAML, so that a value is taken
+    verbatim (a ``#`` or ``: `` in a secret stays part of it) and comments are left alone."""
+    if isinstance(data, str):
+        return _expand_env(data)
+    if isinstance(data, dict):
+        return {key: _expand_tree(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_expand_tree(value) for value in data]
+    return data
+
+
 def _validate(data: Any, source: str) -> Config:
     try:
         return Config.model_validate(data)
@@ -168,12 +180,12 @@ def load_config(path: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(_expand_env(text)) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping at the top level")
-    return _validate(data, str(path))
+    return _validate(_expand_tree(data), str(path))
 
 
 def default_config() -> Config:

@@ -69,7 +69,10 @@ async def test_the_migrated_schema_matches_tables_py(engine: AsyncEngine) -> Non
 
 
 async def test_an_empty_database_differs_from_tables_py(engine: AsyncEngine) -> None:
-    # the comparison above can see a difference at all
+    # the comparison above can see a difference at all; PostgreSQL test databases are
+    # cloned from an already migrated template (built by migrating an empty database)
+    if engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite test databases start empty")
     async with engine.connect() as conn:
         differences = await conn.run_sync(_differences)
     added = {diff[1].name for diff in differences if diff[0] == "add_table"}

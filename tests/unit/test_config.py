@@ -114,11 +114,6 @@ def test_missing_variable_without_default_is_named(
     assert "BWT_MISSING_KEY" in caught.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py expands ${VAR} in the raw text before YAML parsing, so the value "
-    "is re-parsed as YAML (comments cut, numbers/null converted, ': ' breaks the file)",
-)
 @pytest.mark.parametrize(
     "secret",
     [

@@ -145,7 +145,7 @@ def test_delay_bounds_hold_for_any_policy(
 
     decision = policy.decide(UpstreamUnavailable(retry_after=retry_after), attempts)
 
-    backoff = min(cap, base * 2 ** (attempts - 1))
+    backoff = min(cap, base * 2 ** min(attempts - 1, 30))
     assert decision.retry
     assert 0 <= decision.delay <= cap
     assert decision.delay >= backoff / 2
@@ -153,11 +153,6 @@ def test_delay_bounds_hold_for_any_policy(
         assert decision.delay >= min(retry_after, cap)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="retry.py: base_seconds * 2 ** (attempts - 1) overflows a float past ~1024 attempts",
-)
 def test_a_very_long_retry_budget_does_not_overflow() -> None:
     policy = RetryPolicy(max_attempts=10_000, base_seconds=1.0, max_seconds=60.0)
 

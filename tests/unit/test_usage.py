@@ -131,11 +131,6 @@ def test_missing_or_garbage_usage_is_zero(body: Any) -> None:
     assert usage_of(body) == Usage()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="usage.py calls .get() on *_tokens_details without checking it is a dict",
-)
 @pytest.mark.parametrize(
     "usage",
     [

@@ -387,10 +387,6 @@ def test_embedding_inputs_are_not_limited_on_other_endpoints(
     assert validator.ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validation.py counts a token array (list of ints) as one input per token",
-)
 def test_a_token_array_is_one_embedding_input(monkeypatch: pytest.MonkeyPatch) -> None:
     # OpenAI: input is a string, an array of tokens, an array of strings or an array of
     # token arrays; [1, 2, 3, 4, 5] is ONE input of five tokens.

@@ -30,7 +30,8 @@ class RetryPolicy:
         """``attempts`` counts the call that just failed."""
         if not error.retryable or attempts >= self.max_attempts:
             return RetryDecision(retry=False)
-        backoff = min(self.max_seconds, self.base_seconds * 2 ** (attempts - 1))
+        # the exponent is capped: past 2**30 the cap below wins anyway
+        backoff = min(self.max_seconds, self.base_seconds * 2 ** min(attempts - 1, 30))
         delay = random.uniform(backoff / 2, backoff)
         if error.retry_after is not None:
             delay = max(delay, min(error.retry_after, self.max_seconds))

@@ -10,7 +10,11 @@ __all__ = ["usage_of"]
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def usage_of(body: Any) -> Usage:
@@ -19,8 +23,8 @@ def usage_of(body: Any) -> Usage:
     if not isinstance(usage, dict):
         return Usage()
     if "input_tokens" in usage:  # Responses API and Anthropic Messages
-        details = usage.get("input_tokens_details") or {}
-        output_details = usage.get("output_tokens_details") or {}
+        details = _dict(usage.get("input_tokens_details"))
+        output_details = _dict(usage.get("output_tokens_details"))
         return Usage(
             input_tokens=_int(usage.get("input_tokens"))
             + _int(usage.get("cache_creation_input_tokens"))
@@ -30,8 +34,8 @@ def usage_of(body: Any) -> Usage:
             output_tokens=_int(usage.get("output_tokens")),
             reasoning_tokens=_int(output_details.get("reasoning_tokens")),
         )
-    details = usage.get("prompt_tokens_details") or {}
-    output_details = usage.get("completion_tokens_details") or {}
+    details = _dict(usage.get("prompt_tokens_details"))
+    output_details = _dict(usage.get("completion_tokens_details"))
     return Usage(
         input_tokens=_int(usage.get("prompt_tokens")),
         cached_tokens=_int(details.get("cached_tokens")),

@@ -37,6 +37,13 @@ def normalize_endpoint(url: str) -> str | None:
     return url if url in SUPPORTED_ENDPOINTS else None
 
 
+def _embedding_inputs(given: Any) -> int:
+    """How many inputs an embeddings ``input`` holds: one token array is one input."""
+    if isinstance(given, list) and given and not all(isinstance(x, int) for x in given):
+        return len(given)
+    return 1
+
+
 async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     """The lines of a byte stream (without their ``\\n``), however the chunks fall."""
     rest = b""
@@ -177,14 +184,15 @@ class InputValidator:
             )
             return None
         if self.endpoint == "/v1/embeddings":
-            given = body.get("input")
-            self._embedding_inputs += len(given) if isinstance(given, list) else 1
+            before = self._embedding_inputs
+            self._embedding_inputs += _embedding_inputs(body.get("input"))
             if self._embedding_inputs > MAX_EMBEDDING_INPUTS:
-                self._error(
-                    number,
-                    "too_many_tasks",
-                    f"The batch has more than {MAX_EMBEDDING_INPUTS:,} embedding inputs.",
-                )
+                if before <= MAX_EMBEDDING_INPUTS:  # said once, like too many lines
+                    self._error(
+                        number,
+                        "too_many_tasks",
+                        f"The batch has more than {MAX_EMBEDDING_INPUTS:,} embedding inputs.",
+                    )
                 return None
         self.models.add(model)
         return NewItem(

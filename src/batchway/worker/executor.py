@@ -59,7 +59,7 @@ class Executor:
         try:
             answer = await self._providers[item.provider].send(item.endpoint, item.body)
             try:
-                parsed = orjson.loads(answer.body)
+                usage = usage_of(orjson.loads(answer.body))
             except orjson.JSONDecodeError as exc:
                 raise UpstreamUnavailable(
                     "the upstream answered with a body that is not JSON"
@@ -75,7 +75,7 @@ class Executor:
             status_code=answer.status,
             response=answer.body,
             request_id=answer.request_id,
-            usage=usage_of(parsed),
+            usage=usage,
         )
 
     def _failure(self, item: BatchItem, error: UpstreamError) -> ItemOutcome:
