@@ -19,6 +19,7 @@ and whether a caller may retry. A class raised without a message uses its docstr
     │   ├── UpstreamUnavailable      503  retryable (5xx, connection errors)
     │   ├── UpstreamRateLimited      429  retryable, may carry retry_after
     │   └── UpstreamRejected         4xx  final
+    │       └── UntranslatableRequest 400 a field has no equivalent in the provider's API
     ├── ConfigError                  500  bad configuration file (a startup error)
     └── StoreError                   500
 """
@@ -44,6 +45,7 @@ __all__ = [
     "UpstreamRejected",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "UntranslatableRequest",
 ]
 
 
@@ -190,3 +192,11 @@ class ConfigError(GatewayError):
 
 class StoreError(GatewayError):
     """The store failed."""
+
+
+class UntranslatableRequest(UpstreamRejected):
+    """The request uses a field the provider's API has no equivalent for."""
+
+    def __init__(self, message: str | None = None, *, param: str | None = None) -> None:
+        super().__init__(message, status=400)
+        self.param = param
