@@ -43,7 +43,8 @@ def _answer(prompt: str, max_words: int | None) -> tuple[str, bool]:
     """A deterministic answer to ``prompt``; True when it was cut at ``max_words``."""
     digest = hashlib.sha256(prompt.encode()).digest()
     adjectives = [_WORDS[b % len(_WORDS)] for b in digest[:3]]
-    excerpt = " ".join(prompt.split()[:12])
+    prompt_words = prompt.split()
+    excerpt = " ".join(prompt_words[:30]) + (" …" if len(prompt_words) > 30 else "")
     words = (
         f"[simulated] A {adjectives[0]}, {adjectives[1]} and {adjectives[2]} answer to: {excerpt}"
     ).split()
