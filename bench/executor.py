@@ -26,10 +26,17 @@ read from ``/proc``. The gateway's phases are timed by wrapping the worker's
 process; the execution phase is the time between them. A run only counts when every line
 succeeded (the batch ended ``completed`` with N succeeded lines and an N-line output file).
 
+``--profile`` also runs the gateway arm once under cProfile (main thread only; the stats go to
+``bench/results/executor-<database>.prof``). For a sampling profile of every thread, run the
+gateway arm alone under py-spy: ``py-spy record -- .venv/bin/python bench/executor.py --arms
+gateway``. Results go to ``bench/results/executor.json`` (``executor-postgresql.json`` for
+PostgreSQL), including the commit measured and whether ``src/`` had uncommitted changes.
+
 Usage::
 
     .venv/bin/python bench/executor.py [--lines N] [--concurrency 4,64]
-        [--database sqlite|postgresql] [--rounds 2] [--profile]
+        [--database sqlite|postgresql] [--rounds 2] [--arms openai,openai-aiohttp,gateway]
+        [--profile] [--output PATH]
 """
 
 from __future__ import annotations

@@ -80,7 +80,17 @@ ROUTES = [
     ("GET", "/files/file-abc/content", None),
     ("DELETE", "/files/file-abc", None),
     ("GET", "/batches", None),
-    ("POST", "/batches", {"json": {"input_file_id": "file-abc", "endpoint": "/v1/chat/completions", "completion_window": "24h"}}),  # noqa: E501
+    (
+        "POST",
+        "/batches",
+        {
+            "json": {
+                "input_file_id": "file-abc",
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            }
+        },
+    ),
     ("GET", "/batches/batch_abc", None),
     ("POST", "/batches/batch_abc/cancel", None),
 ]
@@ -153,12 +163,12 @@ def test_another_keys_file_is_not_found(gw: RunningGateway):
         assert_error(info.value.response, 404, param="file_id", match=f"No such File.*{file_id}")
     assert intruder.files.list().data == []
 
-    with pytest.raises(openai.BadRequestError) as info:
+    with pytest.raises(openai.BadRequestError) as refused:
         intruder.batches.create(
             input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
         )
     assert_error(
-        info.value.response, 400, param="input_file_id", match=f"Cannot find file {file_id}"
+        refused.value.response, 400, param="input_file_id", match=f"Cannot find file {file_id}"
     )
     assert intruder.batches.list().data == []
 
@@ -340,7 +350,7 @@ def test_a_key_restricted_to_models_can_run_only_those(gw: RunningGateway):
 
     batch = client.batches.retrieve(other)
     assert batch.status == "failed"
-    assert batch.errors is not None
+    assert batch.errors is not None and batch.errors.data is not None
     [error] = batch.errors.data
     assert (error.code, error.line, error.param) == ("model_not_found", 2, "body.model")
     assert error.message is not None and "fake-slow" in error.message

@@ -182,9 +182,7 @@ def test_content_is_byte_exact(gw: RunningGateway):
     assert file.bytes == len(data)
     assert client.files.content(file.id).content == data
 
-    raw = httpx.get(
-        f"{gw.url}/files/{file.id}/content", headers={"authorization": f"Bearer {key}"}
-    )
+    raw = httpx.get(f"{gw.url}/files/{file.id}/content", headers={"authorization": f"Bearer {key}"})
     assert raw.status_code == 200
     assert raw.content == data
     assert raw.headers["content-length"] == str(len(data))
@@ -244,7 +242,7 @@ def test_list_files_with_limit_after_order_and_purpose(gw: RunningGateway):
     key = gw.create_key()
     client = gw.client(key)
     ids: list[str] = []
-    purposes = ["batch", "user_data", "batch", "user_data", "batch"]
+    purposes: list[Any] = ["batch", "user_data", "batch", "user_data", "batch"]
     for i, purpose in enumerate(purposes):
         ids.append(
             client.files.create(file=(f"f{i}.jsonl", io.BytesIO(b"{}\n")), purpose=purpose).id
@@ -301,7 +299,13 @@ def test_list_files_auto_pagination_walks_every_page(gw: RunningGateway):
 def test_an_empty_listing_has_null_cursors(gw: RunningGateway):
     key = gw.create_key()
     raw = httpx.get(f"{gw.url}/files", headers={"authorization": f"Bearer {key}"}).json()
-    assert raw == {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+    assert raw == {
+        "object": "list",
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }
 
 
 def test_delete_then_everything_is_404(gw: RunningGateway):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -39,6 +40,8 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
         async with open_gateway(config) as gateway:
             app.state.gateway = gateway
             app.state.loop = asyncio.get_running_loop()  # tests and the demo reach in here
+            # what exists now lives as long as the process: keep the collector off it
+            gc.freeze()
             task = asyncio.create_task(_run_worker(gateway)) if with_worker else None
             try:
                 yield

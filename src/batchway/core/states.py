@@ -73,8 +73,17 @@ ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
     ItemState.PENDING: frozenset(
         {ItemState.LEASED, ItemState.FAILED, ItemState.CANCELLED, ItemState.EXPIRED}
     ),
-    # back to pending on a retryable error or a lost lease
-    ItemState.LEASED: frozenset({ItemState.PENDING, ItemState.SUCCEEDED, ItemState.FAILED}),
+    # back to pending on a retryable error or a lost lease; cancelled or expired when the
+    # batch stopped before a claimed line was sent
+    ItemState.LEASED: frozenset(
+        {
+            ItemState.PENDING,
+            ItemState.SUCCEEDED,
+            ItemState.FAILED,
+            ItemState.CANCELLED,
+            ItemState.EXPIRED,
+        }
+    ),
     ItemState.SUCCEEDED: frozenset(),
     ItemState.FAILED: frozenset(),
     ItemState.CANCELLED: frozenset(),

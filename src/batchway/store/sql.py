@@ -788,6 +788,26 @@ class SqlStore:
             ).scalars()
             return set(batch_ids)
 
+    async def stopped_batches(self, batch_ids: Iterable[str]) -> dict[str, ItemState]:
+        """Of these batches, those whose unstarted lines must not run now, and how those
+        lines end (cancelled, or expired)."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(batches.c.id, batches.c.finish_as).where(
+                    batches.c.id.in_(list(batch_ids)),
+                    batches.c.status.in_(
+                        [BatchStatus.CANCELLING.value, BatchStatus.FINALIZING.value]
+                    ),
+                )
+            )
+            return {
+                row.id: ItemState.EXPIRED
+                if row.finish_as == BatchStatus.EXPIRED.value
+                else ItemState.CANCELLED
+                for row in rows
+                if row.finish_as in (BatchStatus.EXPIRED.value, BatchStatus.CANCELLED.value)
+            }
+
     async def has_active_items(self, batch_id: str) -> bool:
         async with self._read() as conn:
             found = (

@@ -21,7 +21,9 @@ from batchway.store.sql import SqlStore
 __all__ = ["validate_batch"]
 
 log = logging.getLogger("batchway.worker")
-_CHUNK = 2000
+# lines are stored in chunks of this many lines or bytes, whichever comes first
+_CHUNK_LINES = 2000
+_CHUNK_BYTES = 2 * 1024 * 1024
 
 
 def _errors_json(errors: list[BatchError]) -> list[dict[str, object]]:
@@ -61,15 +63,17 @@ async def validate_batch(
         endpoint=batch.endpoint, router=router, principal=key.principal(), limits=limits
     )
     pending: list[NewItem] = []
+    pending_bytes = 0
     number = 0
     async for raw in split_lines(blobs.chunks(blob_key)):
         number += 1
         item = validator.check(number, raw)
         if item is not None and validator.ok:
             pending.append(item)
-            if len(pending) >= _CHUNK:
+            pending_bytes += len(item.body)
+            if len(pending) >= _CHUNK_LINES or pending_bytes >= _CHUNK_BYTES:
                 await store.insert_items(batch_id, pending)
-                pending = []
+                pending, pending_bytes = [], 0
     validator.finish()
     if not validator.ok:
         await _fail(store, batch_id, validator.errors)

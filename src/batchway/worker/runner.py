@@ -37,6 +37,8 @@ from batchway.worker.intake import validate_batch
 
 __all__ = ["Worker"]
 
+_MIN_PREFETCH = 256  # lines one claim may take: fewer claims per line at low concurrency
+
 log = logging.getLogger("batchway.worker")
 
 
@@ -51,11 +53,16 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
 
 
 class _Lane:
-    """The lines of one provider: a local queue, its feeder and its runners."""
+    """The lines of one provider: a local queue, its feeder and its runners.
+
+    The feeder keeps between half and all of ``prefetch`` lines waiting in the queue, so
+    runners never wait for a claim and a claim takes many lines in one statement.
+    """
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
         self.size = provider.max_concurrency
+        self.prefetch = max(2 * self.size, _MIN_PREFETCH)
         self.queue: asyncio.Queue[BatchItem] = asyncio.Queue()
         self.running = 0
         self.wake = asyncio.Event()
@@ -63,6 +70,13 @@ class _Lane:
     @property
     def held(self) -> int:
         return self.queue.qsize() + self.running
+
+    @property
+    def hungry(self) -> bool:
+        return self.queue.qsize() <= self.prefetch // 2
+
+    def waiting_batches(self) -> set[str]:
+        return {item.batch_id for item in self.queue._queue}  # type: ignore[attr-defined]
 
 
 class Worker:
@@ -97,6 +111,8 @@ class Worker:
         self._have_outcomes = asyncio.Event()
         self._housekeeping = asyncio.Event()
         self._progress = asyncio.Event()
+        # batches cancelled or expired while some of their lines wait in a local queue
+        self._stopped: dict[str, ItemState] = {}
 
     def wake(self) -> None:
         """New work may be waiting (a batch was created or cancelled in this process)."""
@@ -154,18 +170,28 @@ class Worker:
     async def _feeder(self, lane: _Lane) -> None:
         lease = self._settings.lease_seconds
         while True:
-            # keep up to two rounds of lines at hand; fetch when less than one is left
-            if lane.held < lane.size:
-                items = await self._store.claim_items(
-                    self.id, lane.provider.name, 2 * lane.size - lane.held, clock.now_float(), lease
-                )
-                for item in items:
-                    lane.queue.put_nowait(item)
-                if items:
-                    continue
-                await _wait(lane.wake, await self._idle_wait())
-            else:
+            await self._note_stopped_batches(lane)
+            if not lane.hungry:
                 await _wait(lane.wake, self._settings.idle_poll_seconds)
+                continue
+            items = await self._store.claim_items(
+                self.id,
+                lane.provider.name,
+                lane.prefetch - lane.queue.qsize(),
+                clock.now_float(),
+                lease,
+            )
+            for item in items:
+                lane.queue.put_nowait(item)
+            if not items:
+                await _wait(lane.wake, await self._idle_wait())
+
+    async def _note_stopped_batches(self, lane: _Lane) -> None:
+        """Learn which waiting lines belong to batches that were cancelled or expired since
+        they were claimed: those lines end without being sent."""
+        waiting = lane.waiting_batches() - self._stopped.keys()
+        if waiting:
+            self._stopped.update(await self._store.stopped_batches(waiting))
 
     async def _idle_wait(self) -> float:
         """How long a feeder with nothing to run may sleep: until the next retry is due."""
@@ -179,14 +205,18 @@ class Worker:
     async def _runner(self, lane: _Lane) -> None:
         while True:
             item = await lane.queue.get()
-            lane.running += 1
-            try:
-                outcome = await self._executor.run(item)
-            finally:
-                lane.running -= 1
+            stopped = self._stopped.get(item.batch_id)
+            if stopped is not None:
+                outcome = ItemOutcome(item_id=item.id, state=stopped)
+            else:
+                lane.running += 1
+                try:
+                    outcome = await self._executor.run(item)
+                finally:
+                    lane.running -= 1
             self._outcomes.append(outcome)
             self._have_outcomes.set()
-            if lane.held < lane.size:
+            if lane.hungry:
                 lane.wake.set()
 
     async def _flusher(self) -> None:
@@ -276,3 +306,4 @@ class Worker:
                 if await self._store.has_active_items(batch_id):
                     return  # in-flight lines finish first
         await finalize_batch(self._store, self._blobs, batch_id)
+        self._stopped.pop(batch_id, None)

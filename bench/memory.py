@@ -1,0 +1,203 @@
+"""Does the gateway's memory stay flat as batch files grow?
+
+Runs ``batchway serve`` in a child process (SQLite, a local files folder, the simulated
+provider with no latency) and, for input files of increasing size, uploads the file,
+runs the batch to completion, and downloads the output, while sampling the child's
+resident memory (VmRSS from /proc) every 50 ms. The figure that matters is the ratio of
+peak memory above the idle baseline between the largest and the smallest file: flat
+memory means that ratio stays near 1 while the file grows tenfold.
+
+    .venv/bin/python bench/memory.py [--sizes-mb 20,200] [--line-kb 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import yaml
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssSampler:
+    """Samples a process's resident memory in a thread and keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_mb(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Run:
+    size_mb: float
+    lines: int
+    idle_mb: float
+    peak_mb: float
+    seconds: float
+
+    @property
+    def growth_mb(self) -> float:
+        return self.peak_mb - self.idle_mb
+
+
+def _input_file(size_mb: int, line_kb: int) -> bytes:
+    """A batch input of about ``size_mb`` with lines of about ``line_kb`` each."""
+    filler = "lorem ipsum dolor sit amet " * (line_kb * 1024 // 27)
+    lines = []
+    total = 0
+    index = 0
+    while total < size_mb * 1024 * 1024:
+        line = json.dumps(
+            {
+                "custom_id": f"line-{index}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": f"{index} {filler}"}],
+                    "max_tokens": 20,
+                },
+            }
+        ).encode()
+        lines.append(line)
+        total += len(line) + 1
+        index += 1
+    return b"\n".join(lines) + b"\n"
+
+
+def _start_gateway(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    config = {
+        "database": f"sqlite:///{workdir}/batchway.db",
+        "files": str(workdir / "files"),
+        "admin_key": "bench-admin",
+        "providers": {"sim": {"kind": "simulated", "latency_ms": 0, "max_concurrency": 64}},
+        "models": {"gpt-4o-mini": {"provider": "sim", "model": "gpt-4o-mini"}},
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    port = _free_port()
+    command = [sys.executable, "-m", "batchway.cli.main", "serve", "--port", str(port)]
+    command += ["--config", str(workdir / "config.yaml")]
+    log = (workdir / "gateway.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return process, base_url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the gateway did not start")
+
+
+def _run_batch(client: openai.OpenAI, data: bytes) -> None:
+    uploaded = client.files.create(file=("input.jsonl", io.BytesIO(data)), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    deadline = time.monotonic() + 1800
+    while batch.status not in ("completed", "failed", "expired", "cancelled"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"batch {batch.id} did not finish")
+        time.sleep(0.5)
+        batch = client.batches.retrieve(batch.id)
+    if batch.status != "completed" or batch.output_file_id is None:
+        raise SystemExit(f"batch ended {batch.status}: {batch.errors}")
+    size = 0
+    with client.files.with_streaming_response.content(batch.output_file_id) as response:
+        for chunk in response.iter_bytes(1 << 20):
+            size += len(chunk)
+    if batch.request_counts is None or batch.request_counts.completed != batch.request_counts.total:
+        raise SystemExit(f"not every line succeeded: {batch.request_counts}")
+
+
+def measure(size_mb: int, line_kb: int) -> Run:
+    data = _input_file(size_mb, line_kb)
+    lines = data.count(b"\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        process, base_url = _start_gateway(Path(tmp))
+        try:
+            key = httpx.post(
+                f"{base_url}/admin/keys",
+                json={"name": "bench"},
+                headers={"authorization": "Bearer bench-admin"},
+            ).json()["key"]
+            client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, timeout=600)
+            idle = _rss_mb(process.pid)
+            started = time.perf_counter()
+            with RssSampler(process.pid) as sampler:
+                _run_batch(client, data)
+            elapsed = time.perf_counter() - started
+        finally:
+            process.terminate()
+            process.wait(30)
+    return Run(len(data) / 1e6, lines, idle, sampler.peak, elapsed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes-mb", default="20,200", help="input sizes, comma separated")
+    parser.add_argument("--line-kb", type=int, default=4, help="size of one input line")
+    args = parser.parse_args()
+    runs = [measure(int(size), args.line_kb) for size in args.sizes_mb.split(",")]
+    print(f"{'input MB':>9} {'lines':>7} {'idle MB':>8} {'peak MB':>8} {'growth MB':>10} {'s':>7}")
+    for run in runs:
+        print(
+            f"{run.size_mb:9.1f} {run.lines:7d} {run.idle_mb:8.1f} {run.peak_mb:8.1f} "
+            f"{run.growth_mb:10.1f} {run.seconds:7.1f}"
+        )
+    smallest, largest = runs[0], runs[-1]
+    print(
+        f"input grew x{largest.size_mb / smallest.size_mb:.1f}; "
+        f"memory growth above idle grew x{largest.growth_mb / max(smallest.growth_mb, 0.1):.2f}"
+    )
+    results = Path(__file__).with_name("results")
+    results.mkdir(exist_ok=True)
+    (results / "memory.json").write_text(json.dumps([run.__dict__ for run in runs], indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
