@@ -82,12 +82,12 @@ class Run:
 
 
 def _input_file(size_mb: int, line_kb: int) -> bytes:
-    """A batch input of about ``size_mb`` with lines of about ``line_kb`` each."""
+    """A batch input of about ``size_mb`` (10**6 bytes) with lines of about ``line_kb`` each."""
     filler = "lorem ipsum dolor sit amet " * (line_kb * 1024 // 27)
     lines = []
     total = 0
     index = 0
-    while total < size_mb * 1024 * 1024:
+    while total + len(filler) < size_mb * 1_000_000:  # decimal MB: 200 stays under 200 MiB
         line = json.dumps(
             {
                 "custom_id": f"line-{index}",

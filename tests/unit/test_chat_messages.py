@@ -40,7 +40,7 @@ from batchway.providers._chat_messages_stream import (
 
 ABSENT = "<absent>"
 USER_HI = {"role": "user", "content": "hi"}
-WEATHER_TOOL = {
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "weather",
@@ -125,8 +125,8 @@ def test_chat_request_default_max_tokens_is_configurable() -> None:
 @pytest.mark.parametrize("field", sorted(IGNORED_CHAT_FIELDS))
 def test_chat_request_ignored_fields_are_dropped(field: str) -> None:
     out = chat_to_messages_request(chat_body(**{field: {"type": "json_object"}}))
-    assert field not in out or field == "metadata"
-    assert out.get("metadata") is None  # OpenAI metadata never becomes Anthropic metadata
+    # nothing leaks through: OpenAI metadata never becomes Anthropic metadata either
+    assert out == {"model": "claude-x", "max_tokens": 4096, "messages": [USER_HI]}
 
 
 def test_ignored_lists_are_what_the_spec_names() -> None:
@@ -1557,10 +1557,9 @@ def test_chat_chunks_blocks_are_numbered_and_closed_in_order() -> None:
     stops = [e["index"] for e in events if e["type"] == "content_block_stop"]
     assert starts == [(0, "text"), (1, "tool_use")]
     assert stops == [0, 1]
-    assert (
-        events.index({"type": "content_block_stop", "index": 0})
-        < [e["type"] for e in events].index("content_block_start") + 4
-    )
+    text_stop = events.index({"type": "content_block_stop", "index": 0})
+    tool_start = next(i for i, e in enumerate(events) if e.get("index") == 1)
+    assert text_stop < tool_start  # one block open at a time
 
 
 def test_chat_chunks_without_usage_keep_start_tokens() -> None:
@@ -1649,6 +1648,17 @@ def test_message_events_to_chat_chunks(message: dict[str, Any]) -> None:
     assert streamed.choices[0].finish_reason == expected.choices[0].finish_reason
     assert streamed.usage == expected.usage
     assert streamed.id == expected.id and streamed.model == "gpt-x"
+
+
+def test_message_events_role_goes_with_a_leading_tool_call() -> None:
+    message = anthropic_message(content=[WEATHER_USE], stop_reason="tool_use")
+    first = to_chat_chunks(message_events(message))[0]["choices"][0]["delta"]
+    assert first["role"] == "assistant" and first["content"] is None
+    assert first["tool_calls"][0]["id"] == "call_1"
+    assert first["tool_calls"][0]["function"] == {"name": "weather", "arguments": ""}
+    empty = to_chat_chunks(message_events(anthropic_message(content=[])))
+    assert empty[0]["choices"][0]["delta"]["content"] == ""
+    assert empty[0]["choices"][0]["finish_reason"] == "stop"
 
 
 def test_message_events_without_usage_chunk() -> None:

@@ -47,6 +47,9 @@ ALLOWED_ITEM = {
     (S.LEASED, S.PENDING),
     (S.LEASED, S.SUCCEEDED),
     (S.LEASED, S.FAILED),
+    # a claimed line of a batch that stopped before the line was sent
+    (S.LEASED, S.CANCELLED),
+    (S.LEASED, S.EXPIRED),
 }
 TERMINAL_BATCH = {B.FAILED, B.COMPLETED, B.EXPIRED, B.CANCELLED}
 TERMINAL_ITEM = {S.SUCCEEDED, S.FAILED, S.CANCELLED, S.EXPIRED}

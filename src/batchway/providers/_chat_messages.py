@@ -236,7 +236,8 @@ def _chat_messages_to_turns(messages: list[JSON]) -> tuple[str, list[JSON]]:
         where = f"messages[{i}]"
         role = message.get("role")
         if role in ("system", "developer"):
-            system.append(_chat_text(message.get("content"), f"{where}.content"))
+            text = _chat_text(message.get("content"), f"{where}.content")
+            system += [text] if text else []
         elif role == "user":
             _add_turn(turns, "user", _chat_user_content(message.get("content"), where))
         elif role == "assistant":

@@ -8,8 +8,9 @@ on what they return, in order. They do no I/O, so SSE framing stays with the cal
   ``content_block_stop``, and from ``finish()`` a ``message_delta`` and ``message_stop``.
   Only ``choices[0]`` is followed. OpenAI streams one tool call after another, so each call's
   block is started at its first fragment and closed when something else begins.
-- ``MessageEventsToChatChunks`` turns Anthropic events into chunks: a first chunk with the
-  role, text and tool-call deltas, a last chunk with ``finish_reason`` and, when asked, a
+- ``MessageEventsToChatChunks`` turns Anthropic events into chunks: the role in the first
+  chunk (with the first tool call when the answer opens with one, as OpenAI does), text and
+  tool-call deltas, a last chunk with ``finish_reason`` and, when asked, a
   usage chunk with ``choices: []``. Thinking blocks are dropped as in the non-streaming
   translation, and an ``error`` event becomes an OpenAI error body, which is what OpenAI
   itself puts in a stream that fails midway.
@@ -101,7 +102,7 @@ class ChatChunksToMessageEvents:
     def _message_start(self, chunk: JSON) -> JSON:
         usage = messages_usage(chunk.get("usage"))
         usage["output_tokens"] = 0
-        message = {
+        message: JSON = {
             "id": message_id_from_chat_id(chunk.get("id")),
             "type": "message",
             "role": "assistant",
@@ -128,7 +129,11 @@ class ChatChunksToMessageEvents:
         return [{"type": "content_block_stop", "index": index}]
 
     def _text(self, text: str) -> list[JSON]:
-        events = [] if self._open and self._open[0] == "text" else self._start("text", _TEXT)
+        events = (
+            []
+            if self._open and self._open[0] == "text"
+            else self._start("text", {"type": "text", "text": ""})
+        )
         assert self._open is not None
         delta = {"type": "text_delta", "text": text}
         return [*events, {"type": "content_block_delta", "index": self._open[1], "delta": delta}]
@@ -138,7 +143,7 @@ class ChatChunksToMessageEvents:
         events: list[JSON] = []
         position = call.get("index", 0)
         if position not in self._tool_blocks:
-            block = {
+            block: JSON = {
                 "type": "tool_use",
                 "id": call.get("id") or f"call_{uuid.uuid4().hex}",
                 "name": function.get("name") or "",
@@ -153,9 +158,6 @@ class ChatChunksToMessageEvents:
         return events
 
 
-_TEXT: JSON = {"type": "text", "text": ""}
-
-
 class MessageEventsToChatChunks:
     """Turns an Anthropic Messages event stream into OpenAI ``chat.completion.chunk`` dicts."""
 
@@ -167,6 +169,7 @@ class MessageEventsToChatChunks:
         self._tool_calls: dict[int, int] = {}  # block index -> OpenAI tool call index
         self._usage: JSON = {}
         self._stop_reason: str | None = None
+        self._role_sent = False
 
     def feed(self, event: JSON) -> list[JSON]:
         """The chunks (or, for an ``error`` event, the error body) one event produces."""
@@ -175,7 +178,7 @@ class MessageEventsToChatChunks:
             message = event.get("message") or {}
             self._id = chat_id_from_message_id(message.get("id"))
             self._usage = dict(message.get("usage") or {})
-            return [self._chunk({"role": "assistant", "content": "", "refusal": None})]
+            return []  # the role goes out with the first content, once its kind is known
         if kind == "content_block_start":
             return self._block_start(event["index"], event.get("content_block") or {})
         if kind == "content_block_delta":
@@ -201,8 +204,8 @@ class MessageEventsToChatChunks:
             function = {"name": block.get("name"), "arguments": _arguments(block.get("input"))}
             call = {"index": position, "id": block.get("id"), "type": "function"}
             return [self._chunk({"tool_calls": [{**call, "function": function}]})]
-        if block.get("type") == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
+        if block.get("type") == "text" and (block.get("text") or not self._role_sent):
+            return [self._chunk({"content": block.get("text") or ""})]
         return []
 
     def _block_delta(self, index: int, delta: JSON) -> list[JSON]:
@@ -215,6 +218,11 @@ class MessageEventsToChatChunks:
         return []  # thinking, signature and citation deltas have no Chat equivalent
 
     def _chunk(self, delta: JSON, finish_reason: str | None = None) -> JSON:
+        if not self._role_sent:
+            # like OpenAI: content "" before text, null when the answer opens with a tool call
+            self._role_sent = True
+            content = None if "tool_calls" in delta else ""
+            delta = {"role": "assistant", "content": content, "refusal": None, **delta}
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return self._envelope([choice], None)
 
