@@ -98,11 +98,6 @@ def snapshot(gw: RunningGateway, client: openai.OpenAI) -> Snapshot:
     )
 
 
-def xfail_on_postgres(request: pytest.FixtureRequest, database_url: str, reason: str) -> None:
-    if database_url.startswith("postgresql"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def line(custom_id: str, **changes: Any) -> dict[str, Any]:
     result = chat_line(custom_id, prompt=unique())
     body = changes.pop("body", {})
@@ -262,13 +257,6 @@ def test_an_input_file_deleted_before_validation_fails_the_batch(gw: RunningGate
 def test_a_nul_character_in_a_custom_id_does_not_wedge_the_worker(
     gw: RunningGateway, request, database_url
 ):
-    xfail_on_postgres(
-        request,
-        database_url,
-        "PostgreSQL text cannot hold U+0000: storing the line's custom_id raises in "
-        "worker/intake.py, the housekeeper retries the batch in a hot loop and it stays "
-        "'validating' forever",
-    )
     client = gw.client()
     file_id = upload(client, GOOD + raw(line("nul\u0000id")))
     batch = client.batches.create(
@@ -399,11 +387,6 @@ def test_create_refuses_a_body_that_is_not_json(gw: RunningGateway, content, con
     assert client.batches.list().data == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/openai/routes.py validated(): a body that is JSON but not an object gives "
-    "the message \"Invalid value for 'None': ...\"",
-)
 @pytest.mark.parametrize("body", [[], "batch", 42, None])
 def test_create_refuses_a_json_body_that_is_not_an_object(gw: RunningGateway, body):
     key = gw.create_key()
@@ -412,12 +395,6 @@ def test_create_refuses_a_json_body_that_is_not_an_object(gw: RunningGateway, bo
     assert "None" not in error["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/openai/routes.py validated() and core/files.py check_purpose() raise "
-    "'Missing required parameter' with code null; OpenAI sends code "
-    "'missing_required_parameter' (spec §1.2)",
-)
 @pytest.mark.parametrize("missing", ["input_file_id", "endpoint", "purpose"])
 def test_a_missing_parameter_has_code_missing_required_parameter(gw: RunningGateway, missing):
     key = gw.create_key()
@@ -552,12 +529,6 @@ def test_a_file_at_the_limit_is_accepted(make_gateway):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/files.py Upload.write() and FileService.finish() state the limit as "
-    "limit // (1024 * 1024) MB: any limit under 1 MiB reads '0 MB', and e.g. 1.5 MiB "
-    "reads '1 MB'",
-)
 def test_the_413_message_states_the_real_limit(make_gateway):
     gw = make_gateway(**LIMITS)
     key = gw.create_key()
@@ -567,11 +538,6 @@ def test_the_413_message_states_the_real_limit(make_gateway):
     assert re.search(r"\b1000 bytes|\b1 ?KB|0\.00095", error["message"]), error["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/multipart.py read_upload(): parser.finalize() does not check that the "
-    "closing boundary arrived, so a truncated body is stored as a complete (shorter) file",
-)
 @pytest.mark.parametrize("cut", [10, 40], ids=["no-closing-boundary", "cut-inside-the-file"])
 def test_a_truncated_multipart_body_is_refused(gw: RunningGateway, cut):
     key = gw.create_key()
@@ -583,13 +549,6 @@ def test_a_truncated_multipart_body_is_refused(gw: RunningGateway, cut):
 
 
 def test_a_nul_byte_in_the_filename_is_handled(gw: RunningGateway, request, database_url):
-    xfail_on_postgres(
-        request,
-        database_url,
-        "PostgreSQL text cannot hold U+0000: the files INSERT fails (500), and "
-        "core/files.py FileService.finish() commits the blob before the INSERT, so the "
-        "blob is left behind",
-    )
     key = gw.create_key()
     client = gw.client(key)
     response = post_multipart(
@@ -661,11 +620,6 @@ def test_a_wrong_method_is_405_in_the_openai_envelope(gw: RunningGateway, method
     assert client.files.list().data == [] and client.batches.list().data == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/openai/routes.py registers one Route per method, so Starlette's 405 names "
-    "only the first route's method in Allow (RFC 9110 §15.5.6 wants all of them)",
-)
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
@@ -752,12 +706,6 @@ def test_cancelling_a_finished_batch_is_400_not_409(gw: RunningGateway):
 def test_a_nul_character_never_causes_a_500(
     gw: RunningGateway, request, database_url, method, path, kwargs
 ):
-    xfail_on_postgres(
-        request,
-        database_url,
-        "PostgreSQL text cannot hold U+0000: asyncpg raises CharacterNotInRepertoireError "
-        "in store/sql.py and the request answers 500",
-    )
     key = gw.create_key()
     secret = "admin-secret" if path.startswith("/admin") else key
     response = httpx.request(

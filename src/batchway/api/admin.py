@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batchway.api.auth import authenticate_admin
-from batchway.api.openai.routes import json_response, parse_json, validated
+from batchway.api.openai.routes import by_method, json_response, parse_json, validated
 from batchway.core.models import ApiKey
 from batchway.gateway import Gateway
 
@@ -70,7 +70,6 @@ async def revoke_key(request: Request) -> Response:
 
 def admin_routes() -> list[Route]:
     return [
-        Route("/admin/keys", create_key, methods=["POST"]),
-        Route("/admin/keys", list_keys, methods=["GET"]),
+        Route("/admin/keys", by_method(POST=create_key, GET=list_keys), methods=["GET", "POST"]),
         Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
     ]

@@ -78,10 +78,13 @@ async def read_upload(request: Request, begin_file: Callable[[Form], Awaitable[U
             "on_headers_finished": lambda: events.append(("headers", b"")),
             "on_part_data": lambda data, start, end: events.append(("data", data[start:end])),
             "on_part_end": lambda: events.append(("end", b"")),
+            "on_end": lambda: events.append(("done", b"")),
         },
     )
+    complete = received = False
     try:
         async for chunk in request.stream():
+            received = received or bool(chunk)
             try:
                 parser.write(chunk)
             except MultipartParseError as exc:
@@ -96,12 +99,16 @@ async def read_upload(request: Request, begin_file: Callable[[Form], Awaitable[U
                     await _start_part(part, form, begin_file)
                 elif kind == "data":
                     await _part_data(part, form, data)
+                elif kind == "done":
+                    complete = True
                 elif part.filename is None and kind == "end":
                     if len(form.fields) >= _MAX_FIELDS:
                         raise InvalidRequest("Too many form fields.")
                     form.fields[part.name] = part.value.decode("utf-8", "replace")
             events.clear()
         parser.finalize()
+        if received and not complete:  # the closing boundary never came: cut short
+            raise InvalidRequest("The multipart body is incomplete.", param="file")
     except BaseException:
         if form.upload is not None:
             await form.upload.abort()
@@ -119,6 +126,8 @@ async def _start_part(
         return
     if part.name != "file" or form.upload is not None:
         raise InvalidRequest("Send exactly one file, in the field 'file'.", param="file")
+    if b"\x00" in filename:
+        raise InvalidRequest("The filename must not contain NUL characters.", param="file")
     part.filename = filename.decode("utf-8", "replace").rsplit("/", 1)[-1] or "upload"
     form.filename = part.filename
     form.upload = await begin_file(form)

@@ -7,6 +7,7 @@ from typing import Any
 
 from batchway.config import BatchLimits
 from batchway.core import clock
+from batchway.core.files import human_size
 from batchway.core.ids import new_id
 from batchway.core.models import Batch, Page, Principal
 from batchway.core.states import BatchStatus, transition
@@ -87,7 +88,7 @@ class BatchService:
         if file.bytes > self._limits.max_batch_file_bytes:
             raise PayloadTooLarge(
                 f"File {input_file_id} is larger than the "
-                f"{self._limits.max_batch_file_bytes // (1024 * 1024)} MB a batch may read.",
+                f"{human_size(self._limits.max_batch_file_bytes)} a batch may read.",
                 param="input_file_id",
             )
         batch = Batch(

@@ -11,11 +11,19 @@ from batchway.core.models import Page, Principal, StoredFile
 from batchway.errors import InvalidRequest, NotFound, PayloadTooLarge
 from batchway.store.repository import BlobStore, BlobWriter, FileRepository
 
-__all__ = ["BATCH_FILE_TTL", "UPLOAD_PURPOSES", "FileService", "Upload"]
+__all__ = ["BATCH_FILE_TTL", "UPLOAD_PURPOSES", "FileService", "Upload", "human_size"]
 
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 BATCH_FILE_TTL = 30 * 24 * 3600  # batch input and output files expire after 30 days
 MIN_EXPIRY, MAX_EXPIRY = 3600, 30 * 24 * 3600
+
+
+def human_size(size: int) -> str:
+    """``200 MB``, ``1.5 MB``, ``800 bytes``: sizes in error messages (1 MB = 2**20 bytes)."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
 
 
 class Upload:
@@ -31,8 +39,7 @@ class Upload:
         self.size += len(data)
         if self.size > self._limit:
             raise PayloadTooLarge(
-                f"The file is larger than the {self._limit // (1024 * 1024)} MB allowed.",
-                param="file",
+                f"The file is larger than the {human_size(self._limit)} allowed.", param="file"
             )
         await self._writer.write(data)
 
@@ -54,7 +61,11 @@ class FileService:
     @staticmethod
     def check_purpose(purpose: str | None) -> str:
         if not purpose:
-            raise InvalidRequest("Missing required parameter: 'purpose'.", param="purpose")
+            raise InvalidRequest(
+                "Missing required parameter: 'purpose'.",
+                param="purpose",
+                code="missing_required_parameter",
+            )
         if purpose not in UPLOAD_PURPOSES:
             raise InvalidRequest(
                 f"'{purpose}' is not a valid purpose; "
@@ -91,7 +102,7 @@ class FileService:
                 if upload.size > self._limits.max_batch_file_bytes:
                     raise PayloadTooLarge(
                         "Batch input files may be at most "
-                        f"{self._limits.max_batch_file_bytes // (1024 * 1024)} MB.",
+                        f"{human_size(self._limits.max_batch_file_bytes)}.",
                         param="file",
                     )
             if expires_after is not None and not MIN_EXPIRY <= expires_after <= MAX_EXPIRY:
@@ -115,7 +126,11 @@ class FileService:
             expires_at=created + expires_after if expires_after is not None else None,
         )
         await upload.commit()
-        await self._store.create_file(file, upload.file_id)
+        try:
+            await self._store.create_file(file, upload.file_id)
+        except BaseException:
+            await self._blobs.delete(upload.file_id)  # no blob without its record
+            raise
         return file
 
     async def get(self, principal: Principal, file_id: str) -> StoredFile:

@@ -123,9 +123,12 @@ class InputValidator:
 
     def _check_request(self, number: int, line: dict[str, Any]) -> NewItem | None:
         custom_id = line.get("custom_id")
-        if not isinstance(custom_id, str) or not custom_id:
+        if not isinstance(custom_id, str) or not custom_id or "\x00" in custom_id:
             self._error(
-                number, "invalid_request", "custom_id must be a non-empty string.", "custom_id"
+                number,
+                "invalid_request",
+                "custom_id must be a non-empty string without NUL characters.",
+                "custom_id",
             )
             return None
         if len(custom_id) > MAX_CUSTOM_ID_LENGTH:

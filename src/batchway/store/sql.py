@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Table
@@ -47,6 +48,7 @@ from batchway.core.models import (
     Usage,
 )
 from batchway.core.states import BatchStatus, ItemState
+from batchway.errors import InvalidRequest
 from batchway.store.tables import api_keys, batch_items, batches, files
 
 __all__ = ["ItemResultRow", "SqlStore", "create_engine"]
@@ -80,6 +82,31 @@ def create_engine(url: str) -> AsyncEngine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+@contextmanager
+def _refused_values() -> Iterator[None]:
+    """A value the database cannot hold (PostgreSQL refuses NUL characters in text) is
+    bad input, not a server error."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not _is_data_error(exc):
+            raise
+        raise InvalidRequest(
+            "The request contains a value that cannot be stored (such as a NUL character)."
+        ) from exc
+
+
+def _is_data_error(exc: DBAPIError) -> bool:
+    """A problem with a value (SQLSTATE class 22), not with the database."""
+    if isinstance(exc, DataError):
+        return True
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(error, "sqlstate", None)
+        if isinstance(code, str) and code.startswith("22"):
+            return True
+    return False
 
 
 class ItemResultRow:
@@ -229,19 +256,21 @@ class SqlStore:
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (serialised on SQLite, where writers would otherwise collide)."""
-        if not self.is_sqlite:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_immediate=True)
-            async with conn.begin():
-                yield conn
+        with _refused_values():
+            if not self.is_sqlite:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.connect() as conn:
+                conn = await conn.execution_options(sqlite_immediate=True)
+                async with conn.begin():
+                    yield conn
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+        with _refused_values():
+            async with self.engine.connect() as conn:
+                yield conn
 
     # -- keys ---------------------------------------------------------------------------
 

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+from batchway.testing.fake_batch_apis import (
+    FakeAnthropicAPI,
+    FakeAzureBatchAPI,
+    FakeOpenAIBatchAPI,
+    RecordedAPIRequest,
+)
 from batchway.testing.fake_upstream import FakeUpstream, RecordedRequest
 from batchway.testing.server import ServerHandle, serve_in_thread
 
-__all__ = ["FakeUpstream", "RecordedRequest", "ServerHandle", "serve_in_thread"]
+__all__ = [
+    "FakeAnthropicAPI",
+    "FakeAzureBatchAPI",
+    "FakeOpenAIBatchAPI",
+    "FakeUpstream",
+    "RecordedAPIRequest",
+    "RecordedRequest",
+    "ServerHandle",
+    "serve_in_thread",
+]

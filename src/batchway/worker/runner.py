@@ -113,6 +113,8 @@ class Worker:
         self._progress = asyncio.Event()
         # batches cancelled or expired while some of their lines wait in a local queue
         self._stopped: dict[str, ItemState] = {}
+        # batches whose last step raised: how often, and when to try again
+        self._step_failures: dict[str, tuple[int, float]] = {}
 
     def wake(self) -> None:
         """New work may be waiting (a batch was created or cancelled in this process)."""
@@ -278,6 +280,9 @@ class Worker:
         did_work = False
         now = clock.now()
         for batch_id, status in await self._store.batches_needing_work(now):
+            failures, retry_at = self._step_failures.get(batch_id, (0, 0.0))
+            if retry_at > clock.now_float():
+                continue  # it failed just now: give it (or the database) a moment
             if not await self._store.claim_batch(
                 batch_id, self.id, clock.now_float(), self._settings.lease_seconds
             ):
@@ -289,6 +294,10 @@ class Worker:
                 log.exception(
                     "batch step failed", extra={"action": "batch_error", "batch_id": batch_id}
                 )
+                delay = min(self._settings.backoff_max_seconds, 2.0**failures)
+                self._step_failures[batch_id] = (failures + 1, clock.now_float() + delay)
+            else:
+                self._step_failures.pop(batch_id, None)
         return did_work
 
     async def _advance(self, batch_id: str, status: BatchStatus, now: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -19,7 +20,7 @@ from batchway.core.models import Principal
 from batchway.errors import InvalidRequest
 from batchway.gateway import Gateway
 
-__all__ = ["json_response", "openai_routes", "parse_json", "validated"]
+__all__ = ["by_method", "json_response", "openai_routes", "parse_json", "validated"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,8 +58,14 @@ def validated(model: type[M], data: Any) -> M:
     except ValidationError as exc:
         error = exc.errors()[0]
         param = ".".join(str(p) for p in error["loc"]) or None
+        if param is None:
+            raise InvalidRequest("The request body must be a JSON object.") from exc
         if error["type"] == "missing":
-            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from exc
+            raise InvalidRequest(
+                f"Missing required parameter: '{param}'.",
+                param=param,
+                code="missing_required_parameter",
+            ) from exc
         if error["type"] == "extra_forbidden":
             raise InvalidRequest(f"Unrecognized request argument: '{param}'.", param=param) from exc
         raise InvalidRequest(f"Invalid value for '{param}': {error['msg']}.", param=param) from exc
@@ -115,7 +122,9 @@ async def create_file(request: Request) -> Response:
 
     form = await read_upload(request, begin)
     if form.upload is None or form.filename is None:
-        raise InvalidRequest("Missing required parameter: 'file'.", param="file")
+        raise InvalidRequest(
+            "Missing required parameter: 'file'.", param="file", code="missing_required_parameter"
+        )
     try:
         expires_after = _expires_after(form.fields)
     except InvalidRequest:
@@ -210,16 +219,32 @@ async def cancel_batch(request: Request) -> Response:
     return json_response(from_core_batch(batch))
 
 
+def by_method(**endpoints: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
+    """One endpoint for a path served with several methods, so that a 405 lists them all."""
+
+    async def endpoint(request: Request) -> Response:
+        return await endpoints[request.method](request)
+
+    return endpoint
+
+
 def openai_routes(prefix: str) -> list[Route]:
     """The Files and Batches routes under ``prefix`` (``/v1`` or empty)."""
     return [
-        Route(f"{prefix}/files", create_file, methods=["POST"]),
-        Route(f"{prefix}/files", list_files, methods=["GET"]),
-        Route(f"{prefix}/files/{{file_id}}", retrieve_file, methods=["GET"]),
-        Route(f"{prefix}/files/{{file_id}}", delete_file, methods=["DELETE"]),
+        Route(
+            f"{prefix}/files", by_method(POST=create_file, GET=list_files), methods=["GET", "POST"]
+        ),
+        Route(
+            f"{prefix}/files/{{file_id}}",
+            by_method(GET=retrieve_file, DELETE=delete_file),
+            methods=["GET", "DELETE"],
+        ),
         Route(f"{prefix}/files/{{file_id}}/content", file_content, methods=["GET"]),
-        Route(f"{prefix}/batches", create_batch, methods=["POST"]),
-        Route(f"{prefix}/batches", list_batches, methods=["GET"]),
+        Route(
+            f"{prefix}/batches",
+            by_method(POST=create_batch, GET=list_batches),
+            methods=["GET", "POST"],
+        ),
         Route(f"{prefix}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
         Route(f"{prefix}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
     ]
