@@ -85,6 +85,8 @@ class BatchLimits(_Frozen):
     max_file_bytes: int = 512 * 1024 * 1024
     max_batch_file_bytes: int = 200 * 1024 * 1024
     max_batch_lines: int = 50_000
+    max_message_batch_requests: int = 100_000  # Anthropic's limit for message batches
+    max_message_batch_bytes: int = 256 * 1024 * 1024
     max_reported_errors: int = 100
 
 

@@ -45,6 +45,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
     providers = ProviderRegistry(config)
     router = Router(config)
     worker = Worker(config=config, store=store, blobs=blobs, providers=providers, router=router)
+    files = FileService(store, blobs, config.limits)
     try:
         yield Gateway(
             config=config,
@@ -53,8 +54,15 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
             providers=providers,
             router=router,
             keys=KeyService(store, config.admin_key),
-            files=FileService(store, blobs, config.limits),
-            batches=BatchService(store, store, config.limits, wake_worker=worker.wake),
+            files=files,
+            batches=BatchService(
+                store,
+                store,
+                config.limits,
+                file_service=files,
+                router=router,
+                wake_worker=worker.wake,
+            ),
             worker=worker,
         )
     finally:

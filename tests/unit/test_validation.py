@@ -279,7 +279,7 @@ def test_url_matching_the_endpoint_is_accepted(endpoint: str, url: str) -> None:
         pytest.param("/v1/responses", "/v1/responses", id="responses"),
         pytest.param("/responses", "/v1/responses", id="responses-azure"),
         pytest.param("/v1/models", None, id="unsupported"),
-        pytest.param("/v1/messages", None, id="anthropic-messages"),
+        pytest.param("/v1/messages", "/v1/messages", id="anthropic-messages"),
         pytest.param("chat/completions", None, id="no-leading-slash"),
         pytest.param("/v1/chat/completions/", None, id="trailing-slash"),
         pytest.param("/v1/v1/chat/completions", None, id="doubled-prefix"),

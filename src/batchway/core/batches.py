@@ -5,14 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from batchway.config import BatchLimits
 from batchway.core import clock
-from batchway.core.files import human_size
+from batchway.core.files import FileService, human_size
 from batchway.core.ids import new_id
 from batchway.core.models import Batch, Page, Principal
+from batchway.core.routing import Router
 from batchway.core.states import BatchStatus, transition
-from batchway.core.validation import SUPPORTED_ENDPOINTS, normalize_endpoint
-from batchway.errors import InvalidRequest, NotFound, PayloadTooLarge
+from batchway.core.validation import (
+    MESSAGES_ENDPOINT,
+    SUPPORTED_ENDPOINTS,
+    InputValidator,
+    normalize_endpoint,
+)
+from batchway.errors import InvalidRequest, InvalidTransition, NotFound, PayloadTooLarge
 from batchway.store.repository import BatchRepository, FileRepository
 
 __all__ = ["COMPLETION_WINDOW_SECONDS", "BatchService"]
@@ -42,11 +50,16 @@ class BatchService:
         batches: BatchRepository,
         files: FileRepository,
         limits: BatchLimits,
+        *,
+        file_service: FileService,
+        router: Router,
         wake_worker: Callable[[], None] = lambda: None,
     ) -> None:
         self._batches = batches
         self._files = files
         self._limits = limits
+        self._file_service = file_service
+        self._router = router
         self._wake_worker = wake_worker
 
     async def create(
@@ -91,16 +104,83 @@ class BatchService:
                 f"{human_size(self._limits.max_batch_file_bytes)} a batch may read.",
                 param="input_file_id",
             )
-        batch = Batch(
-            id=new_id("batch"),
-            owner=principal.key_id,
-            endpoint=normalized,
+        return await self._start(
+            principal,
+            batch_id=new_id("batch"),
             input_file_id=input_file_id,
-            completion_window=completion_window,
+            endpoint=normalized,
+            metadata=checked_metadata,
+            output_expires_after=output_expires_after,
+        )
+
+    async def create_inline(
+        self,
+        principal: Principal,
+        requests: list[dict[str, Any]],
+        *,
+        endpoint: str = MESSAGES_ENDPOINT,
+        id_kind: str = "msgbatch",
+    ) -> Batch:
+        """A batch from requests sent in the body (``{custom_id, params}`` each).
+
+        Unlike a file, they are checked at once: a bad request is refused with a 400 that
+        names its index. They are then kept as the batch's input file.
+        """
+        validator = InputValidator(
+            endpoint=endpoint, router=self._router, principal=principal, limits=self._limits
+        )
+        lines = []
+        for index, request in enumerate(requests):
+            line = {
+                "custom_id": request.get("custom_id"),
+                "method": "POST",
+                "url": endpoint,
+                "body": request.get("params"),
+            }
+            lines.append(orjson.dumps(line))
+            validator.check(index + 1, lines[-1])
+        validator.finish()
+        if not validator.ok:
+            raise InvalidRequest(_describe_inline_errors(validator), param=_first_param(validator))
+        data = b"\n".join(lines) + b"\n"
+        if len(data) > self._limits.max_message_batch_bytes:
+            raise PayloadTooLarge(
+                f"The requests take more than {human_size(self._limits.max_message_batch_bytes)}."
+            )
+        batch_id = new_id(id_kind)
+        file = await self._file_service.store_inline(
+            principal, filename=f"{batch_id}_requests.jsonl", data=data
+        )
+        return await self._start(
+            principal,
+            batch_id=batch_id,
+            input_file_id=file.id,
+            endpoint=endpoint,
+            metadata=None,
+            output_expires_after=None,
+        )
+
+    async def _start(
+        self,
+        principal: Principal,
+        *,
+        batch_id: str,
+        input_file_id: str,
+        endpoint: str,
+        metadata: dict[str, str] | None,
+        output_expires_after: int | None,
+    ) -> Batch:
+        now = clock.now()
+        batch = Batch(
+            id=batch_id,
+            owner=principal.key_id,
+            endpoint=endpoint,
+            input_file_id=input_file_id,
+            completion_window="24h",
             status=BatchStatus.VALIDATING,
             created_at=now,
             expires_at=now + COMPLETION_WINDOW_SECONDS,
-            metadata=checked_metadata,
+            metadata=metadata,
             output_expires_after=output_expires_after,
         )
         await self._batches.create_batch(batch)
@@ -113,10 +193,33 @@ class BatchService:
             raise NotFound(f"No batch found with id '{batch_id}'.", param="batch_id")
         return batch
 
-    async def list(self, principal: Principal, *, limit: int, after: str | None) -> Page[Batch]:
-        if not 1 <= limit <= 100:
-            raise InvalidRequest("limit must be between 1 and 100.", param="limit")
-        return await self._batches.list_batches(principal.key_id, limit=limit, after=after)
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        after: str | None,
+        before: str | None = None,
+        max_limit: int = 100,
+    ) -> Page[Batch]:
+        """A key's batches, newest first: ``after`` pages to older ones, ``before`` to newer."""
+        if not 1 <= limit <= max_limit:
+            raise InvalidRequest(f"limit must be between 1 and {max_limit}.", param="limit")
+        if after and before:
+            raise InvalidRequest("Give at most one of after and before.", param="before")
+        return await self._batches.list_batches(
+            principal.key_id, limit=limit, after=after, before=before
+        )
+
+    async def delete(self, principal: Principal, batch_id: str) -> None:
+        """Delete an ended batch, its lines and its result files."""
+        batch = await self.get(principal, batch_id)
+        if not batch.status.terminal:
+            raise InvalidTransition(
+                f"Batch {batch_id} is still {batch.status.value}; cancel it and wait for it to end."
+            )
+        for blob_key in await self._batches.delete_batch(batch_id):
+            await self._file_service.delete_blob(blob_key)
 
     async def cancel(self, principal: Principal, batch_id: str) -> Batch:
         """Ask a batch to stop. Cancelling a batch that is already cancelling is a no-op."""
@@ -129,3 +232,27 @@ class BatchService:
                 self._wake_worker()
                 return await self.get(principal, batch_id)
         raise InvalidRequest("The batch changed while it was being cancelled; try again.")
+
+
+def _inline_param(validator: InputValidator, line: int | None, param: str | None) -> str | None:
+    if line is None:
+        return "requests"
+    prefix = f"requests[{line - 1}]"
+    if param is None:
+        return prefix
+    if param.startswith("body"):
+        return prefix + ".params" + param[len("body") :]
+    return f"{prefix}.{param}"
+
+
+def _first_param(validator: InputValidator) -> str | None:
+    first = validator.errors[0]
+    return _inline_param(validator, first.line, first.param)
+
+
+def _describe_inline_errors(validator: InputValidator) -> str:
+    shown = [
+        f"{_inline_param(validator, e.line, e.param)}: {e.message}" for e in validator.errors[:10]
+    ]
+    more = validator.error_count - len(shown)
+    return "; ".join(shown) + (f"; and {more} more problems" if more > 0 else "")

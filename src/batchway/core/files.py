@@ -133,6 +133,37 @@ class FileService:
             raise
         return file
 
+    async def store_inline(self, principal: Principal, *, filename: str, data: bytes) -> StoredFile:
+        """Keep requests that arrived inline (not as an upload) as a batch input file, so that
+        every view of a batch has an input file. Limits were checked by the caller."""
+        file_id = new_id("file")
+        writer = self._blobs.writer(file_id)
+        try:
+            await writer.write(data)
+        except BaseException:
+            await writer.abort()
+            raise
+        await writer.commit()
+        created = clock.now()
+        file = StoredFile(
+            id=file_id,
+            owner=principal.key_id,
+            filename=filename,
+            purpose="batch",
+            bytes=len(data),
+            created_at=created,
+            expires_at=created + BATCH_FILE_TTL,
+        )
+        try:
+            await self._store.create_file(file, file_id)
+        except BaseException:
+            await self._blobs.delete(file_id)
+            raise
+        return file
+
+    async def delete_blob(self, blob_key: str) -> None:
+        await self._blobs.delete(blob_key)
+
     async def get(self, principal: Principal, file_id: str) -> StoredFile:
         file = await self._store.get_file(principal.key_id, file_id, clock.now())
         if file is None:

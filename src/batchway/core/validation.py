@@ -19,13 +19,21 @@ from batchway.core.routing import Router
 
 __all__ = [
     "MAX_CUSTOM_ID_LENGTH",
+    "MESSAGES_ENDPOINT",
     "SUPPORTED_ENDPOINTS",
     "InputValidator",
     "normalize_endpoint",
     "split_lines",
 ]
 
-SUPPORTED_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
+SUPPORTED_ENDPOINTS = (
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/messages",
+)
+MESSAGES_ENDPOINT = "/v1/messages"
 MAX_CUSTOM_ID_LENGTH = 512
 MAX_EMBEDDING_INPUTS = 50_000
 _BOM = b"\xef\xbb\xbf"
@@ -74,6 +82,11 @@ class InputValidator:
         self._custom_ids: set[str] = set()
         self._embedding_inputs = 0
         self._trailing_blank: int | None = None
+        self.max_lines = (
+            limits.max_message_batch_requests
+            if endpoint == MESSAGES_ENDPOINT
+            else limits.max_batch_lines
+        )
 
     @property
     def ok(self) -> bool:
@@ -98,12 +111,12 @@ class InputValidator:
             self._error(self._trailing_blank, "invalid_json_line", "Blank lines are not allowed.")
             self._trailing_blank = None
         self.requests += 1
-        if self.requests > self._limits.max_batch_lines:
-            if self.requests == self._limits.max_batch_lines + 1:
+        if self.requests > self.max_lines:
+            if self.requests == self.max_lines + 1:
                 self._error(
                     number,
                     "too_many_tasks",
-                    f"The batch has more than {self._limits.max_batch_lines:,} requests.",
+                    f"The batch has more than {self.max_lines:,} requests.",
                 )
             return None
         try:
@@ -186,6 +199,16 @@ class InputValidator:
                 number, "invalid_request", "stream is not allowed in a batch.", "body.stream"
             )
             return None
+        if self.endpoint == MESSAGES_ENDPOINT:
+            max_tokens = body.get("max_tokens")
+            if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+                self._error(
+                    number,
+                    "invalid_request",
+                    "body.max_tokens is required and must be a positive integer.",
+                    "body.max_tokens",
+                )
+                return None
         if self.endpoint == "/v1/embeddings":
             before = self._embedding_inputs
             self._embedding_inputs += _embedding_inputs(body.get("input"))

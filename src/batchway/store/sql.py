@@ -448,19 +448,48 @@ class SqlStore:
             live = await self._live_counts(conn, [row])
         return _batch_from_row(row, live.get(row.id))
 
-    async def list_batches(self, owner: str, *, limit: int, after: str | None) -> Page[Batch]:
-        """A key's batches, newest first."""
+    async def list_batches(
+        self, owner: str, *, limit: int, after: str | None, before: str | None = None
+    ) -> Page[Batch]:
+        """A key's batches, newest first; ``after`` pages to older ones, ``before`` to newer
+        ones (``has_more`` then tells whether there are newer still)."""
         query = select(batches).where(batches.c.owner == owner)
+        newer = before is not None and after is None
         async with self._read() as conn:
             if after:
                 query = query.where(await _past(conn, batches, owner, after, ascending=False))
-            order = _order(batches, ascending=False)
+            elif before:
+                query = query.where(await _past(conn, batches, owner, before, ascending=True))
+            order = _order(batches, ascending=newer)
             rows = (await conn.execute(query.order_by(*order).limit(limit + 1))).all()
-            live = await self._live_counts(conn, rows[:limit])
+            page = list(reversed(rows[:limit])) if newer else list(rows[:limit])
+            live = await self._live_counts(conn, page)
         return Page(
-            items=[_batch_from_row(r, live.get(r.id)) for r in rows[:limit]],
-            has_more=len(rows) > limit,
+            items=[_batch_from_row(r, live.get(r.id)) for r in page], has_more=len(rows) > limit
         )
+
+    async def delete_batch(self, batch_id: str) -> list[str]:
+        """Delete a batch with its lines and result files; returns the blobs to delete."""
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    select(batches.c.output_file_id, batches.c.error_file_id).where(
+                        batches.c.id == batch_id
+                    )
+                )
+            ).first()
+            if row is None:
+                return []
+            result_files = [f for f in (row.output_file_id, row.error_file_id) if f]
+            blob_keys = list(
+                (
+                    await conn.execute(select(files.c.blob_key).where(files.c.id.in_(result_files)))
+                ).scalars()
+            )
+            await conn.execute(delete(files).where(files.c.id.in_(result_files)))
+            await conn.execute(delete(batch_items).where(batch_items.c.batch_id == batch_id))
+            await conn.execute(delete(batches).where(batches.c.id == batch_id))
+        return blob_keys
 
     async def set_batch_status(
         self,
