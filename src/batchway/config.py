@@ -26,7 +26,7 @@ __all__ = [
     "load_config",
 ]
 
-ProviderKind = Literal["openai-compatible", "simulated"]
+ProviderKind = Literal["openai-compatible", "anthropic", "simulated"]
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -45,6 +45,11 @@ class ProviderConfig(_Frozen):
     timeout_seconds: float = Field(default=600.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # anthropic only: the API version header, and max_tokens for chat requests without one
+    anthropic_version: str = "2023-06-01"
+    default_max_tokens: int = Field(default=4096, ge=1)
+    # openai-compatible only: pass Messages fields OpenAI lacks (top_k…) through, as vLLM takes
+    allow_extensions: bool = False
     # simulated only: how long a fake answer takes
     latency_ms: float = Field(default=20.0, ge=0)
 

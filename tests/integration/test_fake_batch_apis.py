@@ -188,7 +188,7 @@ def upload(client: openai.OpenAI, lines: list[dict[str, Any]] | bytes) -> str:
 def start(
     client: openai.OpenAI,
     lines: list[dict[str, Any]] | bytes,
-    endpoint: Any = "/v1/chat/completions",  # Azure's "/chat/completions" is not in the SDK's Literal
+    endpoint: Any = "/v1/chat/completions",  # Azure's "/chat/completions" is outside the Literal
 ) -> Batch:
     return client.batches.create(
         input_file_id=upload(client, lines), endpoint=endpoint, completion_window="24h"

@@ -8,6 +8,7 @@ import math
 import struct
 from typing import Any
 
+import orjson
 import pytest
 
 from batchway.config import ProviderConfig
@@ -225,7 +226,7 @@ async def test_response_honours_max_output_tokens(provider: SimulatedProvider) -
 
 @pytest.mark.parametrize(
     "endpoint",
-    ["/v1/messages", "/v1/models", "/chat/completions", "/v1/images/generations", ""],
+    ["/v1/models", "/chat/completions", "/v1/images/generations", ""],
 )
 async def test_unknown_endpoint_is_rejected(provider: SimulatedProvider, endpoint: str) -> None:
     with pytest.raises(UpstreamRejected) as caught:
@@ -240,3 +241,19 @@ async def test_close_is_harmless(provider: SimulatedProvider) -> None:
     await provider.close()
     answer = await call(provider, "/v1/chat/completions", chat("still here"))
     assert chat_text(answer).startswith(PREFIX)
+
+
+async def test_messages_are_answered_as_a_message(provider: SimulatedProvider) -> None:
+    body = {
+        "model": "claude-x",
+        "max_tokens": 50,
+        "system": "be brief",
+        "messages": [{"role": "user", "content": "describe a lamp"}],
+    }
+    answer = await provider.send("/v1/messages", orjson.dumps(body))
+    message = orjson.loads(answer.body)
+    assert message["type"] == "message" and message["role"] == "assistant"
+    assert message["content"][0]["text"].startswith("[simulated]")
+    assert "describe a lamp" in message["content"][0]["text"]
+    assert message["stop_reason"] == "end_turn"
+    assert message["usage"]["output_tokens"] > 0

@@ -9,8 +9,10 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
+import orjson
 
 from batchway.errors import (
     UpstreamError,
@@ -20,7 +22,24 @@ from batchway.errors import (
     UpstreamUnavailable,
 )
 
-__all__ = ["HttpUpstream", "parse_retry_after"]
+__all__ = [
+    "CHAT_ENDPOINT",
+    "MESSAGES_ENDPOINT",
+    "HttpUpstream",
+    "parse_answer",
+    "parse_retry_after",
+]
+
+CHAT_ENDPOINT = "/v1/chat/completions"
+MESSAGES_ENDPOINT = "/v1/messages"
+
+
+def parse_answer(data: bytes) -> Any:
+    """A 2xx body as JSON; one that is not JSON is an upstream failure (retryable)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamUnavailable("the upstream answered with a body that is not JSON") from exc
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

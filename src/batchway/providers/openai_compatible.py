@@ -1,9 +1,15 @@
-"""Any server that speaks the OpenAI API: vLLM, llama.cpp, Ollama, OpenAI itself."""
+"""Any server that speaks the OpenAI API: vLLM, llama.cpp, Ollama, OpenAI itself.
+
+Messages requests (the Anthropic dialect) are translated to chat completions and back.
+"""
 
 from __future__ import annotations
 
+import orjson
+
 from batchway.config import ProviderConfig
-from batchway.providers._http import HttpUpstream
+from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
+from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
 from batchway.providers.base import UpstreamResponse
 
 __all__ = ["PROVIDER_TYPE", "OpenAICompatibleProvider"]
@@ -22,6 +28,7 @@ class OpenAICompatibleProvider:
         if config.sends_api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
         self._strip_v1 = config.base_url.rstrip("/").endswith("/v1")
+        self._allow_extensions = config.allow_extensions
         self._http = HttpUpstream(
             config.base_url,
             headers=headers,
@@ -34,8 +41,19 @@ class OpenAICompatibleProvider:
         return endpoint[3:] if self._strip_v1 and endpoint.startswith("/v1/") else endpoint
 
     async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
+        if endpoint == MESSAGES_ENDPOINT:
+            return await self._send_messages(body)
         status, data, request_id = await self._http.post(self._path(endpoint), body)
         return UpstreamResponse(status=status, body=data, request_id=request_id)
+
+    async def _send_messages(self, body: bytes) -> UpstreamResponse:
+        """A Messages request, run as a chat completion and answered as a Message."""
+        chat = messages_to_chat_request(orjson.loads(body), allow_extensions=self._allow_extensions)
+        status, data, request_id = await self._http.post(
+            self._path(CHAT_ENDPOINT), orjson.dumps(chat)
+        )
+        message = chat_to_messages_response(parse_answer(data))
+        return UpstreamResponse(status=status, body=orjson.dumps(message), request_id=request_id)
 
     async def close(self) -> None:
         await self._http.close()

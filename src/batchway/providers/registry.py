@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from batchway.config import Config, ProviderConfig
 from batchway.errors import ConfigError
+from batchway.providers.anthropic import AnthropicProvider
 from batchway.providers.base import Provider
 from batchway.providers.openai_compatible import OpenAICompatibleProvider
 from batchway.providers.simulated import SimulatedProvider
@@ -15,6 +18,8 @@ def build_provider(name: str, config: ProviderConfig) -> Provider:
     """The provider object for one ``providers:`` entry."""
     if config.kind == "openai-compatible":
         return OpenAICompatibleProvider(name, config)
+    if config.kind == "anthropic":
+        return AnthropicProvider(name, config)
     if config.kind == "simulated":
         return SimulatedProvider(name, config)
     raise ConfigError(f"provider {name!r}: unknown kind {config.kind!r}")
@@ -29,7 +34,7 @@ class ProviderRegistry:
     def __getitem__(self, name: str) -> Provider:
         return self._providers[name]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Provider]:
         return iter(self._providers.values())
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ import orjson
 
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
+from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
 from batchway.providers.base import UpstreamResponse
 
 __all__ = ["PROVIDER_TYPE", "SimulatedProvider"]
@@ -76,6 +77,12 @@ class SimulatedProvider:
         request = orjson.loads(body)
         if self._latency:
             await asyncio.sleep(self._latency)
+        if endpoint == "/v1/messages":  # answered as a chat completion, in the Messages shape
+            chat = self._chat(messages_to_chat_request(request, allow_extensions=True))
+            message = chat_to_messages_response(chat)
+            return UpstreamResponse(
+                status=200, body=orjson.dumps(message), request_id=_request_id()
+            )
         handler = {
             "/v1/chat/completions": self._chat,
             "/v1/completions": self._completion,

@@ -1,0 +1,56 @@
+"""Anthropic's Messages API. Chat-completions requests are translated to Messages and back."""
+
+from __future__ import annotations
+
+import orjson
+
+from batchway.config import ProviderConfig
+from batchway.errors import UpstreamRejected
+from batchway.providers._chat_messages import chat_to_messages_request, messages_to_chat_response
+from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
+from batchway.providers.base import UpstreamResponse
+
+__all__ = ["API_VERSION", "DEFAULT_BASE_URL", "PROVIDER_TYPE", "AnthropicProvider"]
+
+PROVIDER_TYPE = "anthropic"
+API_VERSION = "2023-06-01"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+
+class AnthropicProvider:
+    """Runs Messages requests as they are and chat completions through translation."""
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        self.max_concurrency = config.max_concurrency
+        headers = {"anthropic-version": config.anthropic_version, **config.headers}
+        if config.sends_api_key:
+            headers["x-api-key"] = str(config.api_key)
+        base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._default_max_tokens = config.default_max_tokens
+        self._http = HttpUpstream(
+            base_url.removesuffix("/v1"),
+            headers=headers,
+            max_connections=config.max_concurrency,
+            timeout=config.timeout_seconds,
+            connect_timeout=config.connect_timeout_seconds,
+        )
+
+    async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
+        if endpoint == MESSAGES_ENDPOINT:
+            status, data, request_id = await self._http.post(MESSAGES_ENDPOINT, body)
+            return UpstreamResponse(status=status, body=data, request_id=request_id)
+        if endpoint != CHAT_ENDPOINT:
+            raise UpstreamRejected(
+                f"Anthropic models do not serve {endpoint}; only chat completions and messages.",
+                status=400,
+            )
+        request = chat_to_messages_request(
+            orjson.loads(body), default_max_tokens=self._default_max_tokens
+        )
+        status, data, request_id = await self._http.post(MESSAGES_ENDPOINT, orjson.dumps(request))
+        completion = messages_to_chat_response(parse_answer(data))
+        return UpstreamResponse(status=status, body=orjson.dumps(completion), request_id=request_id)
+
+    async def close(self) -> None:
+        await self._http.close()
