@@ -585,7 +585,11 @@ def test_serve_in_thread_raises_when_startup_fails() -> None:
 
 def test_exports() -> None:
     assert set(batchway.testing.__all__) == {
+        "FakeAnthropicAPI",
+        "FakeAzureBatchAPI",
+        "FakeOpenAIBatchAPI",
         "FakeUpstream",
+        "RecordedAPIRequest",
         "RecordedRequest",
         "ServerHandle",
         "serve_in_thread",

@@ -11,7 +11,7 @@ from batchway.config import BatchLimits
 from batchway.core import clock
 from batchway.core.files import FileService, human_size
 from batchway.core.ids import new_id
-from batchway.core.models import Batch, Page, Principal
+from batchway.core.models import Batch, Page, Principal, RequestCounts
 from batchway.core.routing import Router
 from batchway.core.states import BatchStatus, transition
 from batchway.core.validation import (
@@ -158,6 +158,7 @@ class BatchService:
             endpoint=endpoint,
             metadata=None,
             output_expires_after=None,
+            total=len(requests),
         )
 
     async def _start(
@@ -169,6 +170,7 @@ class BatchService:
         endpoint: str,
         metadata: dict[str, str] | None,
         output_expires_after: int | None,
+        total: int = 0,
     ) -> Batch:
         now = clock.now()
         batch = Batch(
@@ -182,6 +184,7 @@ class BatchService:
             expires_at=now + COMPLETION_WINDOW_SECONDS,
             metadata=metadata,
             output_expires_after=output_expires_after,
+            counts=RequestCounts(total=total, processing=total),
         )
         await self._batches.create_batch(batch)
         self._wake_worker()

@@ -411,6 +411,7 @@ class SqlStore:
                     model=batch.model,
                     metadata=batch.metadata,
                     output_expires_after=batch.output_expires_after,
+                    total=batch.counts.total,
                     sort_key=time.time_ns(),
                 )
             )
