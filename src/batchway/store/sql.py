@@ -867,6 +867,15 @@ class SqlStore:
                 if row.finish_as in (BatchStatus.EXPIRED.value, BatchStatus.CANCELLED.value)
             }
 
+    async def has_items(self, batch_id: str) -> bool:
+        async with self._read() as conn:
+            found = (
+                await conn.execute(
+                    select(batch_items.c.id).where(batch_items.c.batch_id == batch_id).limit(1)
+                )
+            ).first()
+        return found is not None
+
     async def has_active_items(self, batch_id: str) -> bool:
         async with self._read() as conn:
             found = (

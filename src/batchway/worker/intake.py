@@ -50,7 +50,9 @@ async def validate_batch(
 ) -> None:
     """Check and store the lines of a ``validating`` batch (safe to run again after a crash)."""
     batch = await store.get_batch(None, batch_id)
-    if batch is None or batch.status is not BatchStatus.VALIDATING:
+    # a batch cancelled before it was read is read all the same, so that its lines can be
+    # reported as cancelled
+    if batch is None or batch.status not in (BatchStatus.VALIDATING, BatchStatus.CANCELLING):
         return
     key = await store.get_key(batch.owner)
     blob_key = await store.file_blob_key(batch.input_file_id)
@@ -76,7 +78,10 @@ async def validate_batch(
                 pending, pending_bytes = [], 0
     validator.finish()
     if not validator.ok:
-        await _fail(store, batch_id, validator.errors)
+        if batch.status is BatchStatus.VALIDATING:
+            await _fail(store, batch_id, validator.errors)
+        else:
+            await store.clear_items(batch_id)
         return
     await store.insert_items(batch_id, pending)
     models = sorted(validator.models)

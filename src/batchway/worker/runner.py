@@ -308,6 +308,11 @@ class Worker:
             )
             self.wake()
             return
+        if status is BatchStatus.CANCELLING and not await self._store.has_items(batch_id):
+            # cancelled before its file was read: read it now, its lines end cancelled
+            await validate_batch(
+                self._store, self._blobs, self._router, self._config.limits, batch_id
+            )
         if status is BatchStatus.IN_PROGRESS:
             batch = await self._store.get_batch(None, batch_id)
             if batch is not None and batch.expires_at <= now:

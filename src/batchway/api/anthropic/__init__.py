@@ -1,0 +1,3 @@
+"""The Anthropic dialect: Message Batches."""
+
+from __future__ import annotations
