@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchway.api.admin import admin_routes
+from batchway.api.anthropic.messages import messages_routes
 from batchway.api.anthropic.routes import anthropic_routes
 from batchway.api.errors import handle_gateway_error, handle_http_error, handle_unexpected
 from batchway.api.openai.routes import openai_routes
@@ -56,6 +57,7 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             *anthropic_routes(),
+            *messages_routes(),
             *openai_routes("/v1"),
             *openai_routes(""),
             *admin_routes(),

@@ -9,9 +9,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from batchway.errors import GatewayError, RateLimited
+from batchway.errors import (
+    GatewayError,
+    RateLimited,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+)
 
 __all__ = [
+    "client_error",
     "anthropic_error",
     "handle_gateway_error",
     "handle_http_error",
@@ -120,3 +127,30 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return _render(
         request, 500, "The server had an error while processing your request.", type_="server_error"
     )
+
+
+def _upstream_message(error: UpstreamError) -> str | None:
+    try:
+        body = orjson.loads(error.body or b"")
+    except orjson.JSONDecodeError:
+        return None
+    inner = body.get("error") if isinstance(body, dict) else None
+    message = inner.get("message") if isinstance(inner, dict) else None
+    return message if isinstance(message, str) else None
+
+
+def client_error(error: UpstreamError) -> GatewayError:
+    """What a client of a synchronous route is told about a failed upstream call: the
+    provider's status and message for a refused request, a plain gateway error otherwise
+    (never the provider's raw body)."""
+    if isinstance(error, UpstreamRateLimited):
+        return RateLimited(
+            "The upstream provider is rate limiting requests; retry later.",
+            retry_after=error.retry_after or 1.0,
+        )
+    if isinstance(error, UpstreamRejected) and error.status is not None:
+        refused = GatewayError(_upstream_message(error) or error.message)
+        refused.status_code = error.status
+        refused.error_type = _ANTHROPIC_TYPES.get(error.status, "invalid_request_error")
+        return refused
+    return error

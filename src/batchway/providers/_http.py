@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -121,6 +121,28 @@ class HttpUpstream:
                 if response.status >= 300:
                     raise _status_error(response.status, data, response.headers, request_id)
                 return response.status, data, request_id
+        except UpstreamError:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"upstream did not answer in time ({url})") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"cannot reach upstream ({type(exc).__name__})") from exc
+
+    async def stream(self, path: str, body: bytes) -> AsyncIterator[bytes]:
+        """POST and yield the answer's bytes as they come. A non-2xx answer raises
+        ``UpstreamError`` before anything is yielded, so a caller can still answer with an
+        error status."""
+        url = self.base_url + path
+        try:
+            async with self._get_session().post(url, data=body) as response:
+                if response.status >= 300:
+                    data = await response.read()
+                    request_id = response.headers.get("x-request-id") or response.headers.get(
+                        "request-id"
+                    )
+                    raise _status_error(response.status, data, response.headers, request_id)
+                async for chunk in response.content.iter_any():
+                    yield chunk
         except UpstreamError:
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import orjson
 
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
 from batchway.providers._chat_messages import chat_to_messages_request, messages_to_chat_response
+from batchway.providers._chat_messages_stream import MessageEventsToChatChunks
 from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
+from batchway.providers._sse import DONE, sse_data, sse_events
 from batchway.providers.base import UpstreamResponse
 
 __all__ = ["API_VERSION", "DEFAULT_BASE_URL", "PROVIDER_TYPE", "AnthropicProvider"]
@@ -51,6 +55,23 @@ class AnthropicProvider:
         status, data, request_id = await self._http.post(MESSAGES_ENDPOINT, orjson.dumps(request))
         completion = messages_to_chat_response(parse_answer(data))
         return UpstreamResponse(status=status, body=orjson.dumps(completion), request_id=request_id)
+
+    async def stream(self, endpoint: str, body: bytes) -> AsyncIterator[bytes]:
+        if endpoint == MESSAGES_ENDPOINT:
+            async for chunk in self._http.stream(MESSAGES_ENDPOINT, body):
+                yield chunk
+            return
+        if endpoint != CHAT_ENDPOINT:
+            raise UpstreamRejected(f"Anthropic models do not serve {endpoint}.", status=400)
+        request = orjson.loads(body)
+        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        converted = chat_to_messages_request(request, default_max_tokens=self._default_max_tokens)
+        chunks = MessageEventsToChatChunks(str(request.get("model", "")), include_usage)
+        upstream = self._http.stream(MESSAGES_ENDPOINT, orjson.dumps(converted))
+        async for _, data in sse_events(upstream):
+            for converted_chunk in chunks.feed(orjson.loads(data)):
+                yield sse_data(converted_chunk)
+        yield sse_data(DONE)
 
     async def close(self) -> None:
         await self._http.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +30,14 @@ class Provider(Protocol):
 
     async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
         """POST ``body`` (JSON bytes) to ``endpoint`` (e.g. ``/v1/chat/completions``)."""
+        ...
+
+    def stream(self, endpoint: str, body: bytes) -> AsyncIterator[bytes]:
+        """Run a streaming request; yields Server-Sent Events in the endpoint's dialect.
+
+        An upstream that refuses the request raises ``UpstreamError`` before the first
+        chunk, so the caller can still answer with an error status.
+        """
         ...
 
     async def close(self) -> None:

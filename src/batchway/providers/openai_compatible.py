@@ -5,11 +5,15 @@ Messages requests (the Anthropic dialect) are translated to chat completions and
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import orjson
 
 from batchway.config import ProviderConfig
 from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
+from batchway.providers._chat_messages_stream import ChatChunksToMessageEvents
 from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
+from batchway.providers._sse import DONE, sse_event, sse_events
 from batchway.providers.base import UpstreamResponse
 
 __all__ = ["PROVIDER_TYPE", "OpenAICompatibleProvider"]
@@ -54,6 +58,23 @@ class OpenAICompatibleProvider:
         )
         message = chat_to_messages_response(parse_answer(data))
         return UpstreamResponse(status=status, body=orjson.dumps(message), request_id=request_id)
+
+    async def stream(self, endpoint: str, body: bytes) -> AsyncIterator[bytes]:
+        if endpoint != MESSAGES_ENDPOINT:
+            async for chunk in self._http.stream(self._path(endpoint), body):
+                yield chunk
+            return
+        request = orjson.loads(body)
+        chat = messages_to_chat_request(request, allow_extensions=self._allow_extensions)
+        events = ChatChunksToMessageEvents(str(request.get("model", "")))
+        upstream = self._http.stream(self._path(CHAT_ENDPOINT), orjson.dumps(chat))
+        async for _, data in sse_events(upstream):
+            if data == DONE:
+                break
+            for event in events.feed(orjson.loads(data)):
+                yield sse_event(event)
+        for event in events.finish():
+            yield sse_event(event)
 
     async def close(self) -> None:
         await self._http.close()

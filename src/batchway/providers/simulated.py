@@ -13,6 +13,7 @@ import hashlib
 import secrets
 import struct
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ import orjson
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
 from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
+from batchway.providers._sse import DONE, sse_data, sse_event
 from batchway.providers.base import UpstreamResponse
 
 __all__ = ["PROVIDER_TYPE", "SimulatedProvider"]
@@ -93,6 +95,48 @@ class SimulatedProvider:
             raise UpstreamRejected(f"the simulated provider does not serve {endpoint}", status=404)
         answer = handler(request)
         return UpstreamResponse(status=200, body=orjson.dumps(answer), request_id=_request_id())
+
+    async def stream(self, endpoint: str, body: bytes) -> AsyncIterator[bytes]:
+        """The same answer as ``send``, streamed as one text delta (Messages events, or chat
+        chunks for chat completions)."""
+        answer = orjson.loads((await self.send(endpoint, body)).body)
+        if endpoint == "/v1/messages":
+            message = {**answer, "content": [], "stop_reason": None}
+            text = answer["content"][0]["text"] if answer["content"] else ""
+            for event in (
+                {"type": "message_start", "message": message},
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": text},
+                },
+                {"type": "content_block_stop", "index": 0},
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": answer["stop_reason"], "stop_sequence": None},
+                    "usage": {"output_tokens": answer["usage"]["output_tokens"]},
+                },
+                {"type": "message_stop"},
+            ):
+                yield sse_event(event)
+            return
+        if endpoint != "/v1/chat/completions":
+            raise UpstreamRejected(f"the simulated provider does not stream {endpoint}", status=400)
+        choice = answer["choices"][0]
+        base = {k: answer[k] for k in ("id", "created", "model", "system_fingerprint")}
+        base["object"] = "chat.completion.chunk"
+        delta = {"role": "assistant", "content": choice["message"]["content"]}
+        yield sse_data({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        done = {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}
+        yield sse_data({**base, "choices": [done]})
+        if (orjson.loads(body).get("stream_options") or {}).get("include_usage"):
+            yield sse_data({**base, "choices": [], "usage": answer["usage"]})
+        yield sse_data(DONE)
 
     @staticmethod
     def _chat(request: dict[str, Any]) -> dict[str, Any]:
@@ -207,6 +251,14 @@ class SimulatedProvider:
 
     async def close(self) -> None:
         return None
+
+
+def _text_block(text: str) -> dict[str, str]:
+    return {"type": "text", "text": text}
+
+
+def _text_delta(text: str) -> dict[str, str]:
+    return {"type": "text_delta", "text": text}
 
 
 def _request_id() -> str:
