@@ -16,6 +16,7 @@ from batchway.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from batchway.providers._chat_messages import anthropic_error_type
 
 __all__ = [
     "client_error",
@@ -27,20 +28,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("batchway.api")
-
-_ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
 
 
 def openai_error(
@@ -61,9 +48,7 @@ def anthropic_error(
     status: int, message: str, *, headers: dict[str, str] | None = None
 ) -> Response:
     """An error in the Anthropic envelope: ``{"type": "error", "error": {type, message}}``."""
-    error_type = _ANTHROPIC_TYPES.get(
-        status, "api_error" if status >= 500 else "invalid_request_error"
-    )
+    error_type = anthropic_error_type(status)
     body = {"type": "error", "error": {"type": error_type, "message": message}}
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
@@ -151,6 +136,6 @@ def client_error(error: UpstreamError) -> GatewayError:
     if isinstance(error, UpstreamRejected) and error.status is not None:
         refused = GatewayError(_upstream_message(error) or error.message)
         refused.status_code = error.status
-        refused.error_type = _ANTHROPIC_TYPES.get(error.status, "invalid_request_error")
+        refused.error_type = anthropic_error_type(error.status)
         return refused
     return error
