@@ -292,3 +292,20 @@ def test_tutorial_paths_without_the_v1_prefix(gw: RunningGateway):
     assert [line["custom_id"] for line in lines] == [f"prod{i}" for i in range(1, 6)]
     text = lines[0]["response"]["body"]["choices"][0]["message"]["content"]
     assert text.startswith("[simulated]")
+
+
+def test_lines_run_under_the_providers_max_concurrency(make_gateway):
+    gw = make_gateway(providers={"fake": {"max_concurrency": 3}})
+    client = gw.client()
+    tag = unique()
+    lines = [chat_line(f"s{i}", model="fake-slow", prompt=f"{tag} {i}") for i in range(24)]
+    batch = client.batches.create(
+        input_file_id=upload(client, jsonl(lines)),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    gw.drain()
+    assert client.batches.retrieve(batch.id).status == "completed"
+    assert gw.fake.count(model="fake-slow") == 24
+    # never more than the limit at once, and the limit was used
+    assert gw.fake.max_in_flight == 3
