@@ -98,6 +98,12 @@ class HttpUpstream:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None
 
+        # Transfers of whole files may take longer than one call's total timeout: bound the
+        # connect and each read instead.
+        self._transfer_timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=timeout
+        )
+
     def _get_session(self) -> aiohttp.ClientSession:
         # created on first use: an aiohttp session belongs to the running event loop
         if self._session is None or self._session.closed:
@@ -150,7 +156,78 @@ class HttpUpstream:
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"cannot reach upstream ({type(exc).__name__})") from exc
 
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | aiohttp.Payload | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """Any method; the status, whole body and headers of a 2xx answer.
+
+        ``json`` is sent serialized (orjson), ``data`` as is: a streamed `aiohttp.Payload`
+        (e.g. a multipart writer; pass its ``content-type`` in ``headers``, which override the
+        session's) gets the transfer timeout (connect and per-read) instead of the total one.
+        Raises ``UpstreamError`` for anything but 2xx, and for connection errors/timeouts.
+        """
+        url = self.base_url + path
+        body: bytes | aiohttp.Payload | None = orjson.dumps(json) if json is not None else data
+        streamed = isinstance(body, aiohttp.Payload)
+        options: dict[str, Any] = {"timeout": self._transfer_timeout} if streamed else {}
+        try:
+            async with self._get_session().request(
+                method, url, data=body, params=params, headers=headers, **options
+            ) as response:
+                payload = await response.read()
+                if response.status >= 300:
+                    raise _status_error(
+                        response.status, payload, response.headers, _request_id(response)
+                    )
+                return response.status, payload, response.headers
+        except UpstreamError:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"upstream did not answer in time ({url})") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"cannot reach upstream ({type(exc).__name__})") from exc
+
+    async def download(
+        self, path: str, *, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[bytes]:
+        """GET and yield the body's bytes as they come (never the whole body at once).
+
+        ``path`` is appended to the base URL, unless it is an absolute ``http(s)://`` URL
+        (Anthropic's ``results_url``), which is used as is with the same session headers.
+        A non-2xx answer raises ``UpstreamError`` before anything is yielded. The timeout
+        bounds the connect and each read, not the whole transfer.
+        """
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        try:
+            async with self._get_session().get(
+                url, params=params, timeout=self._transfer_timeout
+            ) as response:
+                if response.status >= 300:
+                    data = await response.read()
+                    raise _status_error(
+                        response.status, data, response.headers, _request_id(response)
+                    )
+                async for chunk in response.content.iter_any():
+                    yield chunk
+        except UpstreamError:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"upstream did not answer in time ({url})") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"cannot reach upstream ({type(exc).__name__})") from exc
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _request_id(response: aiohttp.ClientResponse) -> str | None:
+    return response.headers.get("x-request-id") or response.headers.get("request-id")
