@@ -26,7 +26,8 @@ __all__ = [
     "load_config",
 ]
 
-ProviderKind = Literal["openai-compatible", "anthropic", "simulated"]
+ProviderKind = Literal["openai-compatible", "openai", "azure", "anthropic", "simulated"]
+BatchMode = Literal["native", "execute", "auto"]
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -45,6 +46,15 @@ class ProviderConfig(_Frozen):
     timeout_seconds: float = Field(default=600.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # openai, azure: run batch lines through the provider's own batch API (``native``, for its
+    # discount), as calls made by the gateway (``execute``), or native with a fall back to
+    # execute when the provider refuses the batch (``auto``)
+    batch: BatchMode = "auto"
+    batch_poll_seconds: float = Field(default=30.0, gt=0)  # first poll of an upstream batch …
+    batch_poll_max_seconds: float = Field(default=300.0, gt=0)  # … backing off to this
+    batch_max_lines: int | None = Field(default=None, ge=1)  # default: the provider's limit
+    # azure only: the REST API version of the classic (dated) API
+    api_version: str = "2024-10-21"
     # anthropic only: the API version header, and max_tokens for chat requests without one
     anthropic_version: str = "2023-06-01"
     default_max_tokens: int = Field(default=4096, ge=1)
@@ -55,8 +65,8 @@ class ProviderConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_kind(self) -> ProviderConfig:
-        if self.kind == "openai-compatible" and not self.base_url:
-            raise ValueError("an openai-compatible provider needs a base_url")
+        if self.kind in ("openai-compatible", "azure") and not self.base_url:
+            raise ValueError(f"an {self.kind} provider needs a base_url")
         return self
 
     @property

@@ -8,6 +8,7 @@ import orjson
 
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
+from batchway.providers._batch_clients import OpenAIBatchClient
 from batchway.providers._chat_messages import chat_to_messages_request, messages_to_chat_response
 from batchway.providers._chat_messages_stream import MessageEventsToChatChunks
 from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
@@ -23,6 +24,12 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 class AnthropicProvider:
     """Runs Messages requests as they are and chat completions through translation."""
+
+    native: OpenAIBatchClient | None = None
+    native_endpoints: frozenset[str] = frozenset()
+    native_max_lines = 0
+    native_fallback = True
+    poll_seconds = (30.0, 300.0)
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name

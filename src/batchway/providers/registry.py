@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from batchway.config import Config, ProviderConfig
 from batchway.errors import ConfigError
 from batchway.providers.anthropic import AnthropicProvider
+from batchway.providers.azure_openai import AzureOpenAIProvider
 from batchway.providers.base import Provider
+from batchway.providers.openai import OpenAIProvider
 from batchway.providers.openai_compatible import OpenAICompatibleProvider
 from batchway.providers.simulated import SimulatedProvider
 
@@ -18,6 +20,10 @@ def build_provider(name: str, config: ProviderConfig) -> Provider:
     """The provider object for one ``providers:`` entry."""
     if config.kind == "openai-compatible":
         return OpenAICompatibleProvider(name, config)
+    if config.kind == "openai":
+        return OpenAIProvider(name, config)
+    if config.kind == "azure":
+        return AzureOpenAIProvider(name, config)
     if config.kind == "anthropic":
         return AnthropicProvider(name, config)
     if config.kind == "simulated":

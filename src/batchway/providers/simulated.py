@@ -20,6 +20,7 @@ import orjson
 
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
+from batchway.providers._batch_clients import OpenAIBatchClient
 from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
 from batchway.providers._sse import DONE, sse_data, sse_event
 from batchway.providers.base import UpstreamResponse
@@ -69,6 +70,12 @@ def _embedding(text: str, dimensions: int) -> list[float]:
 
 class SimulatedProvider:
     """Answers chat, completions, embeddings and responses requests after ``latency_ms``."""
+
+    native: OpenAIBatchClient | None = None
+    native_endpoints: frozenset[str] = frozenset()
+    native_max_lines = 0
+    native_fallback = True
+    poll_seconds = (30.0, 300.0)
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name

@@ -664,9 +664,13 @@ class SqlStore:
         async with self._write() as conn:
             await conn.execute(delete(batch_items).where(batch_items.c.batch_id == batch_id))
 
-    async def insert_items(self, batch_id: str, items: Sequence[NewItem]) -> None:
+    async def insert_items(
+        self, batch_id: str, items: Sequence[NewItem], native_providers: Iterable[str] = ()
+    ) -> None:
+        """Store validated lines; lines of ``native_providers`` may go to their native batch API."""
         if not items:
             return
+        native = frozenset(native_providers)
         async with self._write() as conn:
             await conn.execute(
                 insert(batch_items),
@@ -681,15 +685,29 @@ class SqlStore:
                         "state": ItemState.PENDING.value,
                         "attempts": 0,
                         "not_before": 0.0,
+                        "execute_only": item.provider not in native,
                     }
                     for item in items
                 ],
             )
 
     async def claim_items(
-        self, worker: str, provider: str, limit: int, now: float, lease: float
+        self,
+        worker: str,
+        provider: str,
+        limit: int,
+        now: float,
+        lease: float,
+        *,
+        execute: bool = True,
+        model: str | None = None,
+        endpoint: str | None = None,
     ) -> list[BatchItem]:
-        """Lease up to ``limit`` runnable lines for ``provider``; counts the attempt."""
+        """Lease up to ``limit`` runnable lines for ``provider``; counts the attempt.
+
+        ``execute`` picks lines the gateway runs itself (True) or lines bound for the
+        provider's native batch API (False), optionally of one ``model`` and ``endpoint``.
+        """
         runnable = (
             select(batch_items.c.id)
             .join(batches, batches.c.id == batch_items.c.batch_id)
@@ -697,11 +715,14 @@ class SqlStore:
                 batch_items.c.state == ItemState.PENDING.value,
                 batch_items.c.provider == provider,
                 batch_items.c.not_before <= now,
+                batch_items.c.execute_only == execute,
                 batches.c.status == BatchStatus.IN_PROGRESS.value,
             )
             .order_by(batch_items.c.id)
             .limit(limit)
         )
+        if model is not None:
+            runnable = runnable.where(batch_items.c.model == model, batches.c.endpoint == endpoint)
         if not self.is_sqlite:
             runnable = runnable.with_for_update(skip_locked=True, of=batch_items)
         # RETURNING cannot reach the batches table on SQLite: endpoints come separately
@@ -715,6 +736,7 @@ class SqlStore:
                         lease_owner=worker,
                         lease_expires_at=now + lease,
                         attempts=batch_items.c.attempts + 1,
+                        upstream_batch_id=None if execute else worker.removeprefix("native:"),
                     )
                     .returning(
                         batch_items.c.id,

@@ -15,9 +15,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    true,
 )
 
-__all__ = ["api_keys", "batch_items", "batches", "files", "metadata"]
+__all__ = ["api_keys", "batch_items", "batches", "files", "metadata", "upstream_batches"]
 
 metadata = MetaData()
 
@@ -124,8 +125,34 @@ batch_items = Table(
     Column("output_tokens", Integer, nullable=False, default=0),
     Column("reasoning_tokens", Integer, nullable=False, default=0),
     Column("finished_at", Float, nullable=True),
+    # False while the line may still go to its provider's native batch API
+    Column("execute_only", Boolean, nullable=False, default=True, server_default=true()),
+    Column("upstream_batch_id", String(64), nullable=True),
     Index("ux_batch_items_batch_line", "batch_id", "line", unique=True),
     Index("ix_batch_items_claim", "state", "provider", "not_before"),
     Index("ix_batch_items_batch_state", "batch_id", "state"),
     Index("ix_batch_items_lease", "state", "lease_expires_at"),
+)
+
+# a batch submitted to a provider's native batch API, carrying lines of one provider,
+# endpoint and model (possibly from several client batches)
+upstream_batches = Table(
+    "upstream_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("provider", String(100), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("lines", Integer, nullable=False, default=0),
+    Column("upstream_file_id", String(200), nullable=True),
+    Column("upstream_batch_id", String(200), nullable=True),
+    Column("upstream_status", String(32), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("next_poll_at", Float, nullable=False),
+    Column("poll_interval", Float, nullable=False),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Index("ix_upstream_batches_due", "state", "next_poll_at"),
 )

@@ -8,6 +8,7 @@ is bad, the stored lines are removed again and the batch fails with every proble
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from batchway.config import BatchLimits
 from batchway.core import clock
@@ -46,7 +47,12 @@ async def _fail(store: SqlStore, batch_id: str, errors: list[BatchError]) -> Non
 
 
 async def validate_batch(
-    store: SqlStore, blobs: BlobStore, router: Router, limits: BatchLimits, batch_id: str
+    store: SqlStore,
+    blobs: BlobStore,
+    router: Router,
+    limits: BatchLimits,
+    batch_id: str,
+    native_for: Callable[[str], set[str]] = lambda endpoint: set(),
 ) -> None:
     """Check and store the lines of a ``validating`` batch (safe to run again after a crash)."""
     batch = await store.get_batch(None, batch_id)
@@ -61,6 +67,7 @@ async def validate_batch(
         await _fail(store, batch_id, [BatchError(code="file_not_found", message=message)])
         return
     await store.clear_items(batch_id)  # a previous attempt may have died half-way
+    native = native_for(batch.endpoint)  # providers whose own batch API takes these lines
     validator = InputValidator(
         endpoint=batch.endpoint, router=router, principal=key.principal(), limits=limits
     )
@@ -74,7 +81,7 @@ async def validate_batch(
             pending.append(item)
             pending_bytes += len(item.body)
             if len(pending) >= _CHUNK_LINES or pending_bytes >= _CHUNK_BYTES:
-                await store.insert_items(batch_id, pending)
+                await store.insert_items(batch_id, pending, native)
                 pending, pending_bytes = [], 0
     validator.finish()
     if not validator.ok:
@@ -83,7 +90,7 @@ async def validate_batch(
         else:
             await store.clear_items(batch_id)
         return
-    await store.insert_items(batch_id, pending)
+    await store.insert_items(batch_id, pending, native)
     models = sorted(validator.models)
     started = await store.set_batch_status(
         batch_id,

@@ -34,6 +34,7 @@ from batchway.store.sql import SqlStore
 from batchway.worker.executor import Executor
 from batchway.worker.finalizer import finalize_batch
 from batchway.worker.intake import validate_batch
+from batchway.worker.native import NativeBatches
 
 __all__ = ["Worker"]
 
@@ -107,6 +108,14 @@ class Worker:
             ),
         )
         self._lanes = {p.name: _Lane(p) for p in providers}
+        self._native = NativeBatches(
+            worker_id=self.id,
+            store=store,
+            providers=providers,
+            settings=self._settings,
+            on_results=self._results_arrived,
+        )
+        self._native_wake = asyncio.Event()
         self._outcomes: list[ItemOutcome] = []
         self._have_outcomes = asyncio.Event()
         self._housekeeping = asyncio.Event()
@@ -116,9 +125,13 @@ class Worker:
         # batches whose last step raised: how often, and when to try again
         self._step_failures: dict[str, tuple[int, float]] = {}
 
+    def _results_arrived(self) -> None:
+        self._housekeeping.set()
+
     def wake(self) -> None:
         """New work may be waiting (a batch was created or cancelled in this process)."""
         self._housekeeping.set()
+        self._native_wake.set()
         for lane in self._lanes.values():
             lane.wake.set()
 
@@ -138,6 +151,8 @@ class Worker:
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self._housekeeper(), name="housekeeper"),
         ]
+        if self._native.active:
+            tasks.append(asyncio.create_task(self._native_loop(), name="native"))
         for lane in self._lanes.values():
             tasks.append(
                 asyncio.create_task(self._feeder(lane), name=f"feeder-{lane.provider.name}")
@@ -251,6 +266,17 @@ class Worker:
                 break
         self._progress.set()
 
+    async def _native_loop(self) -> None:
+        while True:
+            try:
+                moved = await self._native.step()
+            except Exception:  # a database hiccup must not stop native batches for good
+                log.exception("native batch step failed", extra={"action": "native_error"})
+                moved = False
+            self._progress.set()
+            if not moved:
+                await _wait(self._native_wake, await self._native.next_due_in())
+
     async def _heartbeat(self) -> None:
         lease = self._settings.lease_seconds
         while True:
@@ -304,14 +330,24 @@ class Worker:
         """Take one batch a step further: validate, expire or finalize it."""
         if status is BatchStatus.VALIDATING:
             await validate_batch(
-                self._store, self._blobs, self._router, self._config.limits, batch_id
+                self._store,
+                self._blobs,
+                self._router,
+                self._config.limits,
+                batch_id,
+                self._native.native_providers,
             )
             self.wake()
             return
         if status is BatchStatus.CANCELLING and not await self._store.has_items(batch_id):
             # cancelled before its file was read: read it now, its lines end cancelled
             await validate_batch(
-                self._store, self._blobs, self._router, self._config.limits, batch_id
+                self._store,
+                self._blobs,
+                self._router,
+                self._config.limits,
+                batch_id,
+                self._native.native_providers,
             )
         if status is BatchStatus.IN_PROGRESS:
             batch = await self._store.get_batch(None, batch_id)

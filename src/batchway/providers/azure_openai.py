@@ -1,0 +1,84 @@
+"""Azure OpenAI (classic, dated API versions): calls to deployments, and the native Batch API
+of global-batch deployments.
+
+``base_url`` is the resource endpoint (``https://<resource>.openai.azure.com``); a route's
+``model`` is the deployment name. Auth is the ``api-key`` header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+
+from batchway.config import ProviderConfig
+from batchway.errors import UpstreamRejected
+from batchway.providers._batch_clients import OpenAIBatchClient
+from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
+from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
+from batchway.providers.base import UpstreamResponse
+from batchway.providers.openai import NATIVE_ENDPOINTS
+
+__all__ = ["PROVIDER_TYPE", "AzureOpenAIProvider"]
+
+PROVIDER_TYPE = "azure"
+MAX_LINES = 100_000
+_DEPLOYMENT_ENDPOINTS = {"/v1/chat/completions", "/v1/embeddings", "/v1/completions"}
+
+
+class AzureOpenAIProvider:
+    """Deployment calls for executed lines; the resource's Batch API for native ones."""
+
+    native_endpoints: frozenset[str] = frozenset()
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        assert config.base_url is not None  # the config checks this
+        self.name = name
+        self.max_concurrency = config.max_concurrency
+        headers = dict(config.headers)
+        if config.sends_api_key:
+            headers["api-key"] = str(config.api_key)
+        self._version = config.api_version
+        self._http = HttpUpstream(
+            config.base_url.rstrip("/") + "/openai",
+            headers=headers,
+            max_connections=config.max_concurrency,
+            timeout=config.timeout_seconds,
+            connect_timeout=config.connect_timeout_seconds,
+        )
+        self.native: OpenAIBatchClient | None = None
+        if config.batch != "execute":
+            self.native = OpenAIBatchClient(self._http, azure_api_version=self._version)
+            self.native_endpoints = NATIVE_ENDPOINTS - {"/v1/responses"}
+        self.native_max_lines = config.batch_max_lines or MAX_LINES
+        self.native_fallback = config.batch == "auto"
+        self.poll_seconds = (config.batch_poll_seconds, config.batch_poll_max_seconds)
+
+    def _path(self, endpoint: str, deployment: str) -> str:
+        if endpoint not in _DEPLOYMENT_ENDPOINTS:
+            raise UpstreamRejected(f"Azure deployments do not serve {endpoint}.", status=400)
+        return (
+            f"/deployments/{deployment}{endpoint.removeprefix('/v1')}?api-version={self._version}"
+        )
+
+    async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
+        request = orjson.loads(body)
+        if endpoint == MESSAGES_ENDPOINT:
+            chat = messages_to_chat_request(request)
+            path = self._path(CHAT_ENDPOINT, str(request.get("model")))
+            status, data, request_id = await self._http.post(path, orjson.dumps(chat))
+            message = chat_to_messages_response(parse_answer(data))
+            return UpstreamResponse(
+                status=status, body=orjson.dumps(message), request_id=request_id
+            )
+        path = self._path(endpoint, str(request.get("model")))
+        status, data, request_id = await self._http.post(path, body)
+        return UpstreamResponse(status=status, body=data, request_id=request_id)
+
+    async def stream(self, endpoint: str, body: bytes) -> AsyncIterator[bytes]:
+        path = self._path(endpoint, str(orjson.loads(body).get("model")))
+        async for chunk in self._http.stream(path, body):
+            yield chunk
+
+    async def close(self) -> None:
+        await self._http.close()
