@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 
+import anthropic
 import pytest
 from sqlalchemy import select, update
 
@@ -235,3 +236,43 @@ def test_a_restart_reattaches_instead_of_submitting_twice(native, openai_batches
     assert batch.status == "completed"
     assert len(fake.batches) == 1  # found again by its metadata, not created twice
     assert len(read_results(client, batch.output_file_id)) == 4
+
+
+def test_a_message_batch_on_openai_native(native, openai_batches):
+    fake, _ = openai_batches
+    gw = native()
+    client = anthropic.Anthropic(base_url=gw.base_url, api_key=gw.create_key(), max_retries=0)
+    tag = unique()
+    requests = [
+        {
+            "custom_id": f"m{i}",
+            "params": {
+                "model": "gpt-native",
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": f"{tag} {i}"}],
+            },
+        }
+        for i in range(3)
+    ]
+    requests.append(
+        {
+            "custom_id": "topk",
+            "params": {
+                "model": "gpt-native",
+                "max_tokens": 50,
+                "top_k": 3,
+                "messages": [{"role": "user", "content": tag}],
+            },
+        }
+    )
+    batch = client.messages.batches.create(requests=requests)
+    gw.drain()
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+    for i in range(3):
+        result = results[f"m{i}"]
+        assert result.type == "succeeded"
+        assert result.message.content[0].text == f"echo: {tag} {i}"  # type: ignore[union-attr]
+    assert results["topk"].type == "errored"
+    assert "top_k" in results["topk"].error.error.message  # type: ignore[union-attr]
+    [upstream] = fake.batches.values()
+    assert upstream["endpoint"] == "/v1/chat/completions"

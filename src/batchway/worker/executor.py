@@ -20,12 +20,12 @@ from batchway.providers._chat_messages import (
 from batchway.providers._http import MESSAGES_ENDPOINT
 from batchway.providers.registry import ProviderRegistry
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "error_body"]
 
 log = logging.getLogger("batchway.worker")
 
 
-def _error_body(error: UpstreamError, endpoint: str) -> bytes:
+def error_body(error: UpstreamError, endpoint: str) -> bytes:
     """The provider's error body in the dialect of the line's endpoint (the Anthropic
     envelope for ``/v1/messages``, the OpenAI one otherwise), whichever the provider spoke."""
     parsed: Any = None
@@ -99,7 +99,7 @@ class Executor:
                 item_id=item.id,
                 state=ItemState.FAILED,
                 status_code=error.status,
-                response=_error_body(error, item.endpoint),
+                response=error_body(error, item.endpoint),
                 request_id=error.request_id,
             )
         return ItemOutcome(

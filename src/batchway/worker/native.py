@@ -26,16 +26,18 @@ import orjson
 
 from batchway.config import WorkerConfig
 from batchway.core import clock
-from batchway.core.models import ItemOutcome
+from batchway.core.models import BatchItem, ItemOutcome
 from batchway.core.states import BatchStatus, ItemState
 from batchway.core.usage import usage_of
 from batchway.core.validation import split_lines
-from batchway.errors import UpstreamError, UpstreamRejected
+from batchway.errors import UntranslatableRequest, UpstreamError, UpstreamRejected
 from batchway.providers._batch_clients import OpenAIBatchClient, UpstreamBatch
 from batchway.providers.base import Provider
+from batchway.providers.openai import native_answer, native_endpoint, native_line
 from batchway.providers.registry import ProviderRegistry
 from batchway.store.sql import SqlStore
 from batchway.store.upstream import SqlUpstreamBatches, UpstreamBatchRow
+from batchway.worker.executor import error_body
 
 __all__ = ["METADATA_KEY", "NativeBatches"]
 
@@ -173,17 +175,12 @@ class NativeBatches:
             if not lines:
                 await self._upstream.update(row.id, state="collected", lease_owner=None)
                 return
-            endpoint = orjson.dumps(row.endpoint)
-            data = b"".join(
-                b'{"custom_id":"'
-                + item.id.encode()
-                + b'","method":"POST","url":'
-                + endpoint
-                + b',"body":'
-                + item.body
-                + b"}\n"
-                for item in lines
-            )
+            data, refused = _input_file(row.endpoint, lines)
+            await self._record(row, refused)  # lines with no equivalent upstream fail alone
+            if len(refused) == len(lines):
+                await self._upstream.update(row.id, state="collected", lease_owner=None)
+                self._on_results()
+                return
             file_id = await client.upload(f"{row.id}.jsonl", data)
             await self._upstream.update(row.id, upstream_file_id=file_id)
             row = replace(row, upstream_file_id=file_id)
@@ -192,7 +189,9 @@ class NativeBatches:
         batch = await client.find_batch(METADATA_KEY, row.id) if resuming else None
         if batch is None:
             batch = await client.create_batch(
-                row.upstream_file_id, row.endpoint, metadata={METADATA_KEY: row.id}
+                row.upstream_file_id,
+                native_endpoint(row.endpoint),
+                metadata={METADATA_KEY: row.id},
             )
         await self._upstream.update(
             row.id,
@@ -221,17 +220,21 @@ class NativeBatches:
             )
         else:
             lines = await self._upstream.lines(row)
-            outcomes = [self._failed(item.id, error, reason) for item in lines]
+            outcomes = [self._failed(item.id, row.endpoint, error, reason) for item in lines]
             await self._record(row, outcomes)
         await self._upstream.update(row.id, state="collected", lease_owner=None)
         self._on_results()
 
     @staticmethod
-    def _failed(item_id: str, error: UpstreamError | None, reason: str) -> ItemOutcome:
+    def _failed(
+        item_id: str, endpoint: str, error: UpstreamError | None, reason: str
+    ) -> ItemOutcome:
         if error is not None and error.status is not None:
-            body = error.body or orjson.dumps({"error": {"message": reason, "type": "api_error"}})
             return ItemOutcome(
-                item_id=item_id, state=ItemState.FAILED, status_code=error.status, response=body
+                item_id=item_id,
+                state=ItemState.FAILED,
+                status_code=error.status,
+                response=error_body(error, endpoint),
             )
         return ItemOutcome(
             item_id=item_id,
@@ -259,7 +262,7 @@ class NativeBatches:
             async for raw in split_lines(client.download(file_id)):
                 if not raw.strip():
                     continue
-                outcome = _outcome(orjson.loads(raw))
+                outcome = _outcome(orjson.loads(raw), row.endpoint)
                 if outcome is None:
                     continue
                 seen.add(outcome.item_id)
@@ -317,7 +320,31 @@ class NativeBatches:
         )
 
 
-def _outcome(line: Any) -> ItemOutcome | None:
+def _input_file(endpoint: str, lines: list[BatchItem]) -> tuple[bytes, list[ItemOutcome]]:
+    """The upstream input file of ``lines`` (``custom_id`` = the line's own id), and the
+    failures of lines that cannot be sent."""
+    url = orjson.dumps(native_endpoint(endpoint))
+    parts: list[bytes] = []
+    refused: list[ItemOutcome] = []
+    for item in lines:
+        try:
+            body = native_line(endpoint, item.body)
+        except UntranslatableRequest as error:
+            refused.append(
+                ItemOutcome(
+                    item_id=item.id,
+                    state=ItemState.FAILED,
+                    status_code=400,
+                    response=error_body(error, endpoint),
+                )
+            )
+            continue
+        parts.append(b'{"custom_id":"' + item.id.encode() + b'","method":"POST","url":' + url)
+        parts.append(b',"body":' + body + b"}\n")
+    return b"".join(parts), refused
+
+
+def _outcome(line: Any, endpoint: str) -> ItemOutcome | None:
     """A line of an upstream output or error file as the result of our line."""
     if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
         return None
@@ -329,19 +356,21 @@ def _outcome(line: Any) -> ItemOutcome | None:
         data = orjson.dumps(body)
         request_id = response.get("request_id") or None
         if 200 <= status < 300:
+            answer = native_answer(endpoint, body)
             return ItemOutcome(
                 item_id=item_id,
                 state=ItemState.SUCCEEDED,
                 status_code=status,
-                response=data,
+                response=data if answer is body else orjson.dumps(answer),
                 request_id=request_id,
-                usage=usage_of(body),
+                usage=usage_of(answer),
             )
+        refusal = UpstreamRejected(status=status, body=data, request_id=request_id)
         return ItemOutcome(
             item_id=item_id,
             state=ItemState.FAILED,
             status_code=status,
-            response=data,
+            response=error_body(refusal, endpoint),
             request_id=request_id,
         )
     error = line.get("error")
