@@ -34,6 +34,7 @@ def agw(make_gateway, fake_anthropic) -> RunningGateway:
                 "base_url": handle.base_url,
                 "api_key": "sk-ant-upstream",
                 "max_concurrency": 4,
+                "batch": "execute",  # calls; native Message Batches: test_native_batches.py
             }
         },
         models={

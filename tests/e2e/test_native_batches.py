@@ -12,7 +12,13 @@ import pytest
 from sqlalchemy import select, update
 
 from batchway.store.tables import upstream_batches
-from batchway.testing import FakeAzureBatchAPI, FakeOpenAIBatchAPI, ServerHandle, serve_in_thread
+from batchway.testing import (
+    FakeAnthropicAPI,
+    FakeAzureBatchAPI,
+    FakeOpenAIBatchAPI,
+    ServerHandle,
+    serve_in_thread,
+)
 from tests.conftest import RunningGateway
 from tests.helpers import chat_line, jsonl, read_results, unique, upload
 
@@ -33,12 +39,20 @@ def azure_batches() -> Iterator[tuple[FakeAzureBatchAPI, ServerHandle]]:
         yield fake, handle
 
 
+@pytest.fixture(scope="session")
+def anthropic_batches() -> Iterator[tuple[FakeAnthropicAPI, ServerHandle]]:
+    fake = FakeAnthropicAPI(api_key="sk-ant-fake")
+    with serve_in_thread(fake) as handle:
+        yield fake, handle
+
+
 @pytest.fixture
-def native(make_gateway, openai_batches, azure_batches):
+def native(make_gateway, openai_batches, azure_batches, anthropic_batches):
     """``native(batch="native")`` → a gateway whose gpt-* models run on the fakes."""
     fake, handle = openai_batches
     azure, azure_handle = azure_batches
-    for api in (fake, azure):
+    claude, claude_handle = anthropic_batches
+    for api in (fake, azure, claude):
         api.reset()
         api.polls_per_step = 1
         api.refuse_batches = 0
@@ -50,6 +64,13 @@ def native(make_gateway, openai_batches, azure_batches):
                     "kind": "openai",
                     "base_url": handle.url,
                     "api_key": "sk-fake",
+                    "batch": batch,
+                    **POLL,
+                },
+                "claude": {
+                    "kind": "anthropic",
+                    "base_url": claude_handle.base_url,
+                    "api_key": "sk-ant-fake",
                     "batch": batch,
                     **POLL,
                 },
@@ -65,6 +86,8 @@ def native(make_gateway, openai_batches, azure_batches):
                 "gpt-native": {"provider": "oai", "model": "fake-ok"},
                 "gpt-native-400": {"provider": "oai", "model": "fake-400"},
                 "gpt-azure": {"provider": "az", "model": "fake-ok"},
+                "claude-native": {"provider": "claude", "model": "fake-ok"},
+                "claude-native-400": {"provider": "claude", "model": "fake-400"},
             },
             worker=worker,
         )
@@ -276,3 +299,55 @@ def test_a_message_batch_on_openai_native(native, openai_batches):
     assert "top_k" in results["topk"].error.error.message  # type: ignore[union-attr]
     [upstream] = fake.batches.values()
     assert upstream["endpoint"] == "/v1/chat/completions"
+
+
+def test_a_message_batch_on_anthropic_native(native, anthropic_batches):
+    claude, _ = anthropic_batches
+    gw = native()
+    client = anthropic.Anthropic(base_url=gw.base_url, api_key=gw.create_key(), max_retries=0)
+    tag = unique()
+    requests = [
+        {
+            "custom_id": f"m{i}",
+            "params": {
+                "model": "claude-native" if i < 4 else "claude-native-400",
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": f"{tag} {i}"}],
+            },
+        }
+        for i in range(5)
+    ]
+    batch = client.messages.batches.create(requests=requests)
+    gw.drain()
+    assert client.messages.batches.retrieve(batch.id).request_counts.succeeded == 4
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+    for i in range(4):
+        assert results[f"m{i}"].message.content[0].text == f"echo: {tag} {i}"  # type: ignore[union-attr]
+    assert results["m4"].type == "errored"
+    assert results["m4"].error.error.type == "invalid_request_error"  # type: ignore[union-attr]
+    # two upstream message batches (one per model), no single message sent
+    assert len(claude.batches) == 2
+    assert claude.count(path="/v1/messages") == 0
+    sent = [r for r in claude.requests if r.path == "/v1/messages/batches" and r.method == "POST"]
+    custom_ids = {req["custom_id"] for r in sent for req in r.json["requests"]}
+    assert not custom_ids & {f"m{i}" for i in range(5)}  # our own line ids went, not theirs
+
+
+def test_a_chat_batch_on_anthropic_native(native, anthropic_batches):
+    claude, _ = anthropic_batches
+    gw = native()
+    tag = unique()
+    client, batch = _create(gw, _lines(tag, "claude-native", 4))
+    gw.drain()
+    batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed"
+    output = read_results(client, batch.output_file_id)
+    for i, result in enumerate(output):
+        assert result.response is not None
+        assert result.response.body["object"] == "chat.completion"
+        assert result.response.body["choices"][0]["message"]["content"] == f"echo: {tag} {i}"
+    assert len(claude.batches) == 1
+    [created] = [
+        r for r in claude.requests if r.path == "/v1/messages/batches" and r.method == "POST"
+    ]
+    assert all(req["params"]["max_tokens"] == 4096 for req in created.json["requests"])

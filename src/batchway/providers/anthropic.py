@@ -1,4 +1,6 @@
-"""Anthropic's Messages API. Chat-completions requests are translated to Messages and back."""
+"""Anthropic's Messages API, and Message Batches for batch lines (unless ``batch: execute``).
+
+Chat-completions requests are translated to Messages and back."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import orjson
 
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
-from batchway.providers._batch_clients import OpenAIBatchClient
+from batchway.providers._batch_clients import AnthropicBatchClient
 from batchway.providers._chat_messages import chat_to_messages_request, messages_to_chat_response
 from batchway.providers._chat_messages_stream import MessageEventsToChatChunks
 from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
+from batchway.providers._native import AnthropicNativeBatches, NativeBatchAPI
 from batchway.providers._sse import DONE, sse_data, sse_events
 from batchway.providers.base import UpstreamResponse
 
@@ -20,16 +23,13 @@ __all__ = ["API_VERSION", "DEFAULT_BASE_URL", "PROVIDER_TYPE", "AnthropicProvide
 PROVIDER_TYPE = "anthropic"
 API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+MAX_REQUESTS = 100_000  # per message batch
 
 
 class AnthropicProvider:
     """Runs Messages requests as they are and chat completions through translation."""
 
-    native: OpenAIBatchClient | None = None
-    native_endpoints: frozenset[str] = frozenset()
-    native_max_lines = 0
-    native_fallback = True
-    poll_seconds = (30.0, 300.0)
+    native: NativeBatchAPI | None = None
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
@@ -46,6 +46,14 @@ class AnthropicProvider:
             timeout=config.timeout_seconds,
             connect_timeout=config.connect_timeout_seconds,
         )
+        if config.batch != "execute":
+            self.native = AnthropicNativeBatches(
+                AnthropicBatchClient(self._http),
+                default_max_tokens=config.default_max_tokens,
+                max_lines=config.batch_max_lines or MAX_REQUESTS,
+                fallback=config.batch == "auto",
+                poll_seconds=(config.batch_poll_seconds, config.batch_poll_max_seconds),
+            )
 
     async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
         if endpoint == MESSAGES_ENDPOINT:

@@ -16,6 +16,7 @@ from batchway.errors import UpstreamRejected
 from batchway.providers._batch_clients import OpenAIBatchClient
 from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
 from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
+from batchway.providers._native import NativeBatchAPI, OpenAINativeBatches
 from batchway.providers.base import UpstreamResponse
 from batchway.providers.openai import NATIVE_ENDPOINTS
 
@@ -28,8 +29,6 @@ _DEPLOYMENT_ENDPOINTS = {"/v1/chat/completions", "/v1/embeddings", "/v1/completi
 
 class AzureOpenAIProvider:
     """Deployment calls for executed lines; the resource's Batch API for native ones."""
-
-    native_endpoints: frozenset[str] = frozenset()
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         assert config.base_url is not None  # the config checks this
@@ -46,13 +45,15 @@ class AzureOpenAIProvider:
             timeout=config.timeout_seconds,
             connect_timeout=config.connect_timeout_seconds,
         )
-        self.native: OpenAIBatchClient | None = None
+        self.native: NativeBatchAPI | None = None
         if config.batch != "execute":
-            self.native = OpenAIBatchClient(self._http, azure_api_version=self._version)
-            self.native_endpoints = NATIVE_ENDPOINTS - {"/v1/responses"}
-        self.native_max_lines = config.batch_max_lines or MAX_LINES
-        self.native_fallback = config.batch == "auto"
-        self.poll_seconds = (config.batch_poll_seconds, config.batch_poll_max_seconds)
+            self.native = OpenAINativeBatches(
+                OpenAIBatchClient(self._http, azure_api_version=self._version),
+                endpoints=NATIVE_ENDPOINTS - {"/v1/responses"},
+                max_lines=config.batch_max_lines or MAX_LINES,
+                fallback=config.batch == "auto",
+                poll_seconds=(config.batch_poll_seconds, config.batch_poll_max_seconds),
+            )
 
     def _path(self, endpoint: str, deployment: str) -> str:
         if endpoint not in _DEPLOYMENT_ENDPOINTS:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from batchway.providers._batch_clients import OpenAIBatchClient
+from batchway.providers._native import NativeBatchAPI
 
 __all__ = ["Provider", "UpstreamResponse"]
 
@@ -30,11 +30,7 @@ class Provider(Protocol):
     name: str
     max_concurrency: int
     # the provider's own batch API, when batches may use it (None: lines run as calls)
-    native: OpenAIBatchClient | None
-    native_endpoints: frozenset[str]  # endpoints its batch API takes
-    native_max_lines: int  # lines per upstream batch
-    native_fallback: bool  # run lines as calls when the provider refuses the batch
-    poll_seconds: tuple[float, float]  # first and longest wait between polls
+    native: NativeBatchAPI | None
 
     async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
         """POST ``body`` (JSON bytes) to ``endpoint`` (e.g. ``/v1/chat/completions``)."""

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import orjson
 
 from batchway.config import ProviderConfig
-from batchway.providers._batch_clients import OpenAIBatchClient
 from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
 from batchway.providers._chat_messages_stream import ChatChunksToMessageEvents
 from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
+from batchway.providers._native import NativeBatchAPI
 from batchway.providers._sse import DONE, sse_event, sse_events
 from batchway.providers.base import UpstreamResponse
 
@@ -25,11 +25,7 @@ PROVIDER_TYPE = "openai-compatible"
 class OpenAICompatibleProvider:
     """Forwards each request as is to ``base_url`` (which usually ends in ``/v1``)."""
 
-    native: OpenAIBatchClient | None = None
-    native_endpoints: frozenset[str] = frozenset()
-    native_max_lines = 0
-    native_fallback = True
-    poll_seconds = (30.0, 300.0)
+    native: NativeBatchAPI | None = None
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         assert config.base_url is not None  # the config checks this

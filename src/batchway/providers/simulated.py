@@ -20,8 +20,8 @@ import orjson
 
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
-from batchway.providers._batch_clients import OpenAIBatchClient
 from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
+from batchway.providers._native import NativeBatchAPI
 from batchway.providers._sse import DONE, sse_data, sse_event
 from batchway.providers.base import UpstreamResponse
 
@@ -71,11 +71,7 @@ def _embedding(text: str, dimensions: int) -> list[float]:
 class SimulatedProvider:
     """Answers chat, completions, embeddings and responses requests after ``latency_ms``."""
 
-    native: OpenAIBatchClient | None = None
-    native_endpoints: frozenset[str] = frozenset()
-    native_max_lines = 0
-    native_fallback = True
-    poll_seconds = (30.0, 300.0)
+    native: NativeBatchAPI | None = None
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import orjson
 
@@ -13,39 +12,12 @@ from batchway.core.retry import RetryPolicy
 from batchway.core.states import ItemState
 from batchway.core.usage import usage_of
 from batchway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from batchway.providers._chat_messages import (
-    anthropic_error_from_openai,
-    openai_error_from_anthropic,
-)
-from batchway.providers._http import MESSAGES_ENDPOINT
+from batchway.providers._native import dialect_error_body
 from batchway.providers.registry import ProviderRegistry
 
-__all__ = ["Executor", "error_body"]
+__all__ = ["Executor"]
 
 log = logging.getLogger("batchway.worker")
-
-
-def error_body(error: UpstreamError, endpoint: str) -> bytes:
-    """The provider's error body in the dialect of the line's endpoint (the Anthropic
-    envelope for ``/v1/messages``, the OpenAI one otherwise), whichever the provider spoke."""
-    parsed: Any = None
-    if error.body:
-        try:
-            parsed = orjson.loads(error.body)
-        except orjson.JSONDecodeError:
-            parsed = None
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("error"), dict):
-        parsed = {"error": {"message": error.message, "type": error.error_type}}
-    anthropic_shaped = parsed.get("type") == "error"
-    status = error.status or error.status_code
-    if endpoint == MESSAGES_ENDPOINT:
-        if not anthropic_shaped:
-            parsed = anthropic_error_from_openai(parsed, status, request_id=error.request_id)
-    elif anthropic_shaped:
-        parsed = openai_error_from_anthropic(parsed)
-    else:
-        parsed["error"] = {"param": None, "code": None, **parsed["error"]}
-    return orjson.dumps(parsed)
 
 
 def _no_response_code(error: UpstreamError) -> str:
@@ -99,7 +71,7 @@ class Executor:
                 item_id=item.id,
                 state=ItemState.FAILED,
                 status_code=error.status,
-                response=error_body(error, item.endpoint),
+                response=dialect_error_body(error, item.endpoint),
                 request_id=error.request_id,
             )
         return ItemOutcome(
