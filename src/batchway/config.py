@@ -53,7 +53,9 @@ class ProviderConfig(_Frozen):
     batch_poll_seconds: float = Field(default=30.0, gt=0)  # first poll of an upstream batch …
     batch_poll_max_seconds: float = Field(default=300.0, gt=0)  # … backing off to this
     batch_max_lines: int | None = Field(default=None, ge=1)  # default: the provider's limit
-    # azure only: the REST API version of the classic (dated) API
+    # azure only: the resource name (or give its endpoint as base_url), and the REST API
+    # version of the classic (dated) API
+    resource: str | None = None
     api_version: str = "2024-10-21"
     # anthropic only: the API version header, and max_tokens for chat requests without one
     anthropic_version: str = "2023-06-01"
@@ -63,8 +65,18 @@ class ProviderConfig(_Frozen):
     # simulated only: how long a fake answer takes
     latency_ms: float = Field(default=20.0, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _azure_resource(cls, data: Any) -> Any:
+        """An Azure ``resource`` name stands for its endpoint."""
+        if isinstance(data, dict) and data.get("resource") and not data.get("base_url"):
+            return {**data, "base_url": f"https://{data['resource']}.openai.azure.com"}
+        return data
+
     @model_validator(mode="after")
     def _check_kind(self) -> ProviderConfig:
+        if self.kind == "azure" and self.resource and not self.base_url:
+            return self.model_copy(update={"base_url": f"https://{self.resource}.openai.azure.com"})
         if self.kind in ("openai-compatible", "azure") and not self.base_url:
             raise ValueError(f"an {self.kind} provider needs a base_url")
         return self

@@ -351,3 +351,46 @@ def test_a_chat_batch_on_anthropic_native(native, anthropic_batches):
         r for r in claude.requests if r.path == "/v1/messages/batches" and r.method == "POST"
     ]
     assert all(req["params"]["max_tokens"] == 4096 for req in created.json["requests"])
+
+
+def test_a_message_batch_on_azure_native(native, azure_batches):
+    azure, _ = azure_batches
+    gw = native()
+    client = anthropic.Anthropic(base_url=gw.base_url, api_key=gw.create_key(), max_retries=0)
+    tag = unique()
+    batch = client.messages.batches.create(
+        requests=[
+            {
+                "custom_id": f"z{i}",
+                "params": {
+                    "model": "gpt-azure",
+                    "max_tokens": 40,
+                    "messages": [{"role": "user", "content": f"{tag} {i}"}],
+                },
+            }
+            for i in range(3)
+        ]
+    )
+    gw.drain()
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+    assert [results[f"z{i}"].message.content[0].text for i in range(3)] == [  # type: ignore[union-attr]
+        f"echo: {tag} {i}" for i in range(3)
+    ]
+    assert len(azure.batches) == 1
+
+
+def test_one_client_batch_across_providers_and_split_upstream(native, openai_batches):
+    fake, _ = openai_batches
+    gw = native(batch="native")
+    gw.gateway.providers["oai"].native.max_lines = 3  # type: ignore[union-attr]
+    tag = unique()
+    lines = _lines(tag, "gpt-native", 7) + _lines(tag, "fake-ok", 3, prefix="x")
+    client, batch = _create(gw, lines)
+    gw.drain()
+    batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed"
+    assert batch.request_counts is not None and batch.request_counts.completed == 10
+    output = read_results(client, batch.output_file_id)
+    assert [r.custom_id for r in output] == [f"n{i}" for i in range(7)] + ["x0", "x1", "x2"]
+    assert len(fake.batches) == 3  # 7 lines, at most 3 per upstream batch
+    assert gw.fake.count(model="fake-ok") == 3  # the other provider's lines ran as calls

@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 METADATA_KEY = "batchway_upstream"
+OPENAI_MAX_BYTES = 190 * 1024 * 1024  # under the 200 MB input file limit, with room to spare
+ANTHROPIC_MAX_BYTES = 240 * 1024 * 1024  # under the 256 MB request limit
 _NOT_RUN = {"batch_expired", "batch_cancelled"}
 
 
@@ -68,6 +70,7 @@ class NativeBatchAPI(Protocol):
 
     endpoints: frozenset[str]
     max_lines: int
+    max_bytes: int
     fallback: bool  # run lines as calls when the provider refuses a batch
     poll_seconds: tuple[float, float]
     can_find: bool  # can an upstream batch be found again by our reference
@@ -169,6 +172,7 @@ class OpenAINativeBatches:
         self._client = client
         self.endpoints = endpoints
         self.max_lines = max_lines
+        self.max_bytes = OPENAI_MAX_BYTES
         self.fallback = fallback
         self.poll_seconds = poll_seconds
 
@@ -303,6 +307,7 @@ class AnthropicNativeBatches:
         self._default_max_tokens = default_max_tokens
         self.endpoints = frozenset({MESSAGES_ENDPOINT, CHAT_ENDPOINT})
         self.max_lines = max_lines
+        self.max_bytes = ANTHROPIC_MAX_BYTES
         self.fallback = fallback
         self.poll_seconds = poll_seconds
 

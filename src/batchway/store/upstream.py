@@ -102,7 +102,11 @@ class SqlUpstreamBatches:
                 )
             )
 
-    async def claim_lines(self, row: UpstreamBatchRow, limit: int, now: float) -> list[BatchItem]:
+    async def claim_lines(
+        self, row: UpstreamBatchRow, limit: int, max_bytes: int, now: float
+    ) -> list[BatchItem]:
+        """Claim up to ``limit`` lines, and no more than ``max_bytes`` of them, for ``row``
+        (deleted again when there is nothing to claim)."""
         items = await self._store.claim_items(
             row.owner,
             row.provider,
@@ -113,7 +117,26 @@ class SqlUpstreamBatches:
             model=row.model,
             endpoint=row.endpoint,
         )
+        size, keep = 0, 0
+        for item in items:
+            size += len(item.body) + 200  # the line's envelope around its body
+            if size > max_bytes and keep:
+                break
+            keep += 1
+        overflow, items = items[keep:], items[:keep]
         async with self._store._write() as conn:
+            if overflow:  # for the next upstream batch; the claim did not count as a try
+                await conn.execute(
+                    update(batch_items)
+                    .where(batch_items.c.id.in_([int(item.id) for item in overflow]))
+                    .values(
+                        state=ItemState.PENDING.value,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        upstream_batch_id=None,
+                        attempts=batch_items.c.attempts - 1,
+                    )
+                )
             if items:
                 await conn.execute(
                     update(upstream_batches)

@@ -109,7 +109,7 @@ class NativeBatches:
                     poll_interval=first_poll,
                     failures=0,
                 )
-                if await self._upstream.claim_lines(row, api.max_lines, now):
+                if await self._upstream.claim_lines(row, api.max_lines, api.max_bytes, now):
                     moved = True
         return moved
 
