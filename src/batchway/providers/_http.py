@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -80,6 +81,19 @@ def _status_error(
     return UpstreamRejected(f"upstream rejected the request (HTTP {status})", **kwargs)  # type: ignore[arg-type]
 
 
+@contextmanager
+def _mapped_errors(url: str) -> Iterator[None]:
+    """Connection failures and timeouts as the gateway's retryable upstream errors."""
+    try:
+        yield
+    except UpstreamError:
+        raise
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamTimeout(f"upstream did not answer in time ({url})") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailable(f"cannot reach upstream ({type(exc).__name__})") from exc
+
+
 class HttpUpstream:
     """A keep-alive connection pool to one upstream base URL."""
 
@@ -118,43 +132,28 @@ class HttpUpstream:
     async def post(self, path: str, body: bytes) -> tuple[int, bytes, str | None]:
         """POST and read the whole answer; raises ``UpstreamError`` for anything but 2xx."""
         url = self.base_url + path
-        try:
+        with _mapped_errors(url):
             async with self._get_session().post(url, data=body) as response:
                 data = await response.read()
-                request_id = response.headers.get("x-request-id") or response.headers.get(
-                    "request-id"
-                )
+                request_id = _request_id(response)
                 if response.status >= 300:
                     raise _status_error(response.status, data, response.headers, request_id)
                 return response.status, data, request_id
-        except UpstreamError:
-            raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout(f"upstream did not answer in time ({url})") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"cannot reach upstream ({type(exc).__name__})") from exc
 
     async def stream(self, path: str, body: bytes) -> AsyncIterator[bytes]:
         """POST and yield the answer's bytes as they come. A non-2xx answer raises
         ``UpstreamError`` before anything is yielded, so a caller can still answer with an
         error status."""
         url = self.base_url + path
-        try:
+        with _mapped_errors(url):
             async with self._get_session().post(url, data=body) as response:
                 if response.status >= 300:
                     data = await response.read()
-                    request_id = response.headers.get("x-request-id") or response.headers.get(
-                        "request-id"
+                    raise _status_error(
+                        response.status, data, response.headers, _request_id(response)
                     )
-                    raise _status_error(response.status, data, response.headers, request_id)
                 async for chunk in response.content.iter_any():
                     yield chunk
-        except UpstreamError:
-            raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout(f"upstream did not answer in time ({url})") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"cannot reach upstream ({type(exc).__name__})") from exc
 
     async def request(
         self,
@@ -177,7 +176,7 @@ class HttpUpstream:
         body: bytes | aiohttp.Payload | None = orjson.dumps(json) if json is not None else data
         streamed = isinstance(body, aiohttp.Payload)
         options: dict[str, Any] = {"timeout": self._transfer_timeout} if streamed else {}
-        try:
+        with _mapped_errors(url):
             async with self._get_session().request(
                 method, url, data=body, params=params, headers=headers, **options
             ) as response:
@@ -187,12 +186,6 @@ class HttpUpstream:
                         response.status, payload, response.headers, _request_id(response)
                     )
                 return response.status, payload, response.headers
-        except UpstreamError:
-            raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout(f"upstream did not answer in time ({url})") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"cannot reach upstream ({type(exc).__name__})") from exc
 
     async def download(
         self, path: str, *, params: Mapping[str, str] | None = None
@@ -205,7 +198,7 @@ class HttpUpstream:
         bounds the connect and each read, not the whole transfer.
         """
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
-        try:
+        with _mapped_errors(url):
             async with self._get_session().get(
                 url, params=params, timeout=self._transfer_timeout
             ) as response:
@@ -216,12 +209,6 @@ class HttpUpstream:
                     )
                 async for chunk in response.content.iter_any():
                     yield chunk
-        except UpstreamError:
-            raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout(f"upstream did not answer in time ({url})") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"cannot reach upstream ({type(exc).__name__})") from exc
 
     async def close(self) -> None:
         if self._session is not None:
