@@ -91,6 +91,7 @@ class ModelRoute(_Frozen):
 
     provider: str
     model: str
+    weight: float = Field(default=1.0, gt=0)  # share of traffic among a model's routes
 
 
 class WorkerConfig(_Frozen):

@@ -18,6 +18,7 @@ from batchway.api.admin import admin_routes
 from batchway.api.anthropic.messages import messages_routes
 from batchway.api.anthropic.routes import anthropic_routes
 from batchway.api.errors import handle_gateway_error, handle_http_error, handle_unexpected
+from batchway.api.openai.proxy import proxy_routes
 from batchway.api.openai.routes import openai_routes
 from batchway.config import Config
 from batchway.errors import GatewayError
@@ -60,6 +61,8 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
             *messages_routes(),
             *openai_routes("/v1"),
             *openai_routes(""),
+            *proxy_routes("/v1"),
+            *proxy_routes(""),
             *admin_routes(),
         ],
         exception_handlers={

@@ -15,6 +15,7 @@ class Route:
 
     provider: str
     model: str
+    weight: float = 1.0
 
 
 class Router:
@@ -22,7 +23,10 @@ class Router:
 
     def __init__(self, config: Config) -> None:
         self._routes = {
-            name: tuple(Route(provider=r.provider, model=r.model) for r in config.routes(name))
+            name: tuple(
+                Route(provider=r.provider, model=r.model, weight=r.weight)
+                for r in config.routes(name)
+            )
             for name in config.models
         }
 

@@ -1,0 +1,132 @@
+"""The synchronous OpenAI routes: chat completions (streamed or not), embeddings,
+completions, responses, and the model list.
+
+This is the hot path. The key, the routes and the provider come from memory (no database
+round trip); the body is parsed once to read ``model`` and ``stream`` and to put the
+provider's model name in; the provider's answer goes back as the bytes it sent. A retryable
+failure (429, 5xx, timeout, connection error) before any byte was sent moves on to the
+model's next route.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from batchway.api.auth import authenticate
+from batchway.api.errors import client_error
+from batchway.core.ids import new_id
+from batchway.core.routing import Route as ModelRoute
+from batchway.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
+from batchway.gateway import Gateway
+from batchway.providers._sse import sse_data
+
+__all__ = ["proxy_routes"]
+
+_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
+
+
+def _ordered(routes: tuple[ModelRoute, ...]) -> list[ModelRoute]:
+    """The routes to try, in order: weighted at random when there are several."""
+    if len(routes) < 2:
+        return list(routes)
+    remaining = list(routes)
+    ordered = []
+    while remaining:
+        pick = random.choices(remaining, weights=[r.weight for r in remaining])[0]
+        remaining.remove(pick)
+        ordered.append(pick)
+    return ordered
+
+
+def _endpoint_handler(endpoint: str) -> Callable[[Request], Awaitable[Response]]:
+    async def handler(request: Request) -> Response:
+        return await _proxy(request, endpoint)
+
+    return handler
+
+
+async def _proxy(request: Request, endpoint: str) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    principal = await authenticate(request, gateway.keys)
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest("The request body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest(
+            "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
+        )
+    routes = gateway.router.routes(model) if principal.may_use(model) else ()
+    if not routes:
+        raise NotFound(
+            f"The model '{model}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    headers = {"x-request-id": new_id("req")}
+    failure: GatewayError | None = None
+    for route in _ordered(routes):
+        provider = gateway.providers[route.provider]
+        upstream_body = orjson.dumps({**body, "model": route.model})
+        try:
+            if body.get("stream"):
+                chunks = provider.stream(endpoint, upstream_body)
+                first = await anext(chunks, b"")
+                return StreamingResponse(
+                    _relay(first, chunks),
+                    media_type="text/event-stream",
+                    headers={**headers, "cache-control": "no-cache"},
+                )
+            answer = await provider.send(endpoint, upstream_body)
+            return Response(answer.body, media_type="application/json", headers=headers)
+        except UpstreamError as error:
+            failure = client_error(error)
+            if not error.retryable:
+                break
+    assert failure is not None
+    raise failure
+
+
+async def _relay(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream as it comes; a failure half-way ends it with an error event."""
+    yield first
+    try:
+        async for chunk in rest:
+            yield chunk
+    except UpstreamError as error:
+        failure = client_error(error)
+        yield sse_data({"error": {"message": failure.message, "type": failure.error_type}})
+
+
+async def list_models(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    principal = await authenticate(request, gateway.keys)
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "batchway"}
+        for name in gateway.router.public_models
+        if principal.may_use(name)
+    ]
+    return Response(
+        orjson.dumps({"object": "list", "data": data}),
+        media_type="application/json",
+        headers={"x-request-id": new_id("req")},
+    )
+
+
+def proxy_routes(prefix: str) -> list[Route]:
+    """The synchronous routes under ``prefix`` (``/v1`` or empty)."""
+    routes = [
+        Route(prefix + endpoint.removeprefix("/v1"), _endpoint_handler(endpoint), methods=["POST"])
+        for endpoint in _ENDPOINTS
+    ]
+    routes.append(Route(f"{prefix}/models", list_models, methods=["GET"]))
+    return routes
