@@ -49,8 +49,26 @@ def _config(path: Path | None) -> Config:
         raise typer.Exit(2) from exc
 
 
+class _KeyValueFormatter(logging.Formatter):
+    """A log line, then the structured fields the code passed in ``extra`` as key=value."""
+
+    _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+        "message",
+        "asctime",
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = [
+            f"{key}={value}" for key, value in vars(record).items() if key not in self._STANDARD
+        ]
+        return f"{line} {' '.join(fields)}" if fields else line
+
+
 def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _with_gateway(config: Config, work: Callable[[Gateway], Awaitable[T]]) -> T:
