@@ -158,8 +158,8 @@ def test_variable_values_are_taken_verbatim(
             BASE + "worker:\n  max_attempt: 3\n", ["worker", "max_attempt"], id="inside-worker"
         ),
         pytest.param(
-            BASE.replace("model: upstream-chat", "model: upstream-chat\n    weight: 2"),
-            ["models.chat", "weight"],
+            BASE.replace("model: upstream-chat", "model: upstream-chat\n    priority: 2"),
+            ["models.chat", "priority"],
             id="inside-a-route",
         ),
     ],

@@ -1,0 +1,123 @@
+"""The SQL plumbing shared by every statement: the engine, transactions, driver errors.
+
+SQLite serialises writers (an in-process lock plus ``BEGIN IMMEDIATE``); PostgreSQL needs
+nothing special. A value the database refuses (such as a NUL character) is bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    event,
+)
+from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from batchway.core.models import (
+    RequestCounts,
+)
+from batchway.core.states import ItemState
+from batchway.errors import InvalidRequest
+
+__all__ = ["SqlBase", "counts_from_states", "create_engine"]
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url``; SQLite gets WAL and explicit write transactions."""
+    if not url.startswith("sqlite"):
+        return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # let us issue BEGIN ourselves (the driver's own deferred BEGIN can deadlock writers)
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def _refused_values() -> Iterator[None]:
+    """A value the database cannot hold (PostgreSQL refuses NUL characters in text) is
+    bad input, not a server error."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not _is_data_error(exc):
+            raise
+        raise InvalidRequest(
+            "The request contains a value that cannot be stored (such as a NUL character)."
+        ) from exc
+
+
+def _is_data_error(exc: DBAPIError) -> bool:
+    """A problem with a value (SQLSTATE class 22), not with the database."""
+    if isinstance(exc, DataError):
+        return True
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(error, "sqlstate", None)
+        if isinstance(code, str) and code.startswith("22"):
+            return True
+    return False
+
+
+def counts_from_states(total: int, by_state: dict[str, int]) -> RequestCounts:
+    return RequestCounts(
+        total=total,
+        processing=by_state.get(ItemState.PENDING, 0) + by_state.get(ItemState.LEASED, 0),
+        succeeded=by_state.get(ItemState.SUCCEEDED, 0),
+        failed=by_state.get(ItemState.FAILED, 0),
+        cancelled=by_state.get(ItemState.CANCELLED, 0),
+        expired=by_state.get(ItemState.EXPIRED, 0),
+    )
+
+
+class SqlBase:
+    """An engine and the transactions every statement runs in."""
+
+    """Keys, files, batches and batch lines in one SQL database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (serialised on SQLite, where writers would otherwise collide)."""
+        with _refused_values():
+            if not self.is_sqlite:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.connect() as conn:
+                conn = await conn.execution_options(sqlite_immediate=True)
+                async with conn.begin():
+                    yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with _refused_values():
+            async with self.engine.connect() as conn:
+                yield conn
