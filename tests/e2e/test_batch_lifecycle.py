@@ -309,3 +309,40 @@ def test_lines_run_under_the_providers_max_concurrency(make_gateway):
     assert gw.fake.count(model="fake-slow") == 24
     # never more than the limit at once, and the limit was used
     assert gw.fake.max_in_flight == 3
+
+
+def test_a_worker_that_stops_cleanly_hands_its_lines_back(make_gateway):
+    gw = make_gateway(providers={"fake": {"max_concurrency": 2}})
+    client = gw.client()
+    tag = unique()
+    lines = [chat_line(f"h{i}", model="fake-slow", prompt=f"{tag} {i}") for i in range(20)]
+    batch = client.batches.create(
+        input_file_id=upload(client, jsonl(lines)),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+
+    async def stop_midway() -> int:
+        import asyncio
+
+        from sqlalchemy import func, select
+
+        from batchway.store.tables import batch_items
+
+        task = asyncio.ensure_future(gw.gateway.worker.drain())
+        while gw.fake.count(model="fake-slow") < 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        async with gw.gateway.store.engine.connect() as conn:
+            query = select(func.count()).where(batch_items.c.state == "leased")
+            leased: int = (await conn.execute(query)).scalar_one()
+        return leased
+
+    assert gw.run(stop_midway()) == 0  # nothing left waiting for a lease to run out
+    gw.drain()
+    batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed"
+    assert sorted(r.custom_id for r in read_results(client, batch.output_file_id)) == sorted(
+        f"h{i}" for i in range(20)
+    )

@@ -28,7 +28,7 @@ from batchway.core.models import (
 )
 from batchway.core.states import BatchStatus, ItemState
 from batchway.store._sql_base import SqlBase, counts_from_states
-from batchway.store.tables import batch_items, batches
+from batchway.store.tables import batch_items, batches, upstream_batches
 
 __all__ = ["ItemResultRow", "SqlItemStatements"]
 
@@ -209,6 +209,26 @@ class SqlItemStatements(SqlBase):
                 )
                 .values(state=ItemState.PENDING.value, lease_owner=None, lease_expires_at=None)
             )
+        return result.rowcount
+
+    async def release_worker(self, worker: str) -> int:
+        """A worker stopping cleanly hands back what it holds at once, rather than letting
+        its leases run out: the lines it had claimed, and the batches it was working on."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(batch_items)
+                .where(
+                    batch_items.c.state == ItemState.LEASED.value,
+                    batch_items.c.lease_owner == worker,
+                )
+                .values(state=ItemState.PENDING.value, lease_owner=None, lease_expires_at=None)
+            )
+            for table in (batches, upstream_batches):
+                await conn.execute(
+                    update(table)
+                    .where(table.c.lease_owner == worker)
+                    .values(lease_owner=None, lease_expires_at=None)
+                )
         return result.rowcount
 
     async def record_outcomes(

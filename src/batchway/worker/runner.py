@@ -177,6 +177,16 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._flush()
+            try:
+                released = await self._store.release_worker(self.id)
+            except Exception:  # the leases run out by themselves then
+                log.exception("cannot hand back leases", extra={"action": "release_failed"})
+            else:
+                if released:
+                    log.info(
+                        "handed back unfinished lines",
+                        extra={"action": "leases_released", "lines": released},
+                    )
 
     async def _idle(self) -> bool:
         nothing_held = all(lane.held == 0 for lane in self._lanes.values())
