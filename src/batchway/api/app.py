@@ -56,12 +56,13 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
 
     return Starlette(
         routes=[
+            # the synchronous routes first: the router tries routes in order
+            *proxy_routes("/v1"),
+            *messages_routes(),
             Route("/healthz", healthz, methods=["GET"]),
             *anthropic_routes(),
-            *messages_routes(),
             *openai_routes("/v1"),
             *openai_routes(""),
-            *proxy_routes("/v1"),
             *proxy_routes(""),
             *admin_routes(),
         ],

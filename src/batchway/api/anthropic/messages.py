@@ -15,7 +15,7 @@ from starlette.routing import Route
 from batchway.api.auth import authenticate
 from batchway.api.errors import client_error
 from batchway.api.openai.routes import parse_json
-from batchway.core.ids import new_id
+from batchway.core.ids import new_request_id
 from batchway.errors import InvalidRequest, NotFound, UpstreamError
 from batchway.gateway import Gateway
 from batchway.providers._sse import sse_event
@@ -42,7 +42,7 @@ async def create_message(request: Request) -> Response:
         raise NotFound(f"model: {model}", param="model")
     provider = gateway.providers[route.provider]
     upstream_body = orjson.dumps({**body, "model": route.model})
-    headers = {"request-id": new_id("req")}
+    headers = {"request-id": new_request_id()}
     if body.get("stream"):
         events = provider.stream(ENDPOINT, upstream_body)
         try:

@@ -12,7 +12,7 @@ from batchway.api.anthropic.convert import from_core_batch, result_line
 from batchway.api.anthropic.models import AnthropicBatchCreate
 from batchway.api.auth import authenticate
 from batchway.api.openai.routes import by_method, json_response, parse_json, validated
-from batchway.core.ids import new_id
+from batchway.core.ids import new_request_id
 from batchway.core.models import Principal
 from batchway.errors import InvalidRequest
 from batchway.gateway import Gateway
@@ -29,7 +29,7 @@ async def _principal(request: Request) -> tuple[Gateway, Principal]:
 
 def _respond(data: object) -> Response:
     response = json_response(data)
-    response.headers["request-id"] = new_id("req")
+    response.headers["request-id"] = new_request_id()
     return response
 
 
@@ -103,7 +103,7 @@ async def batch_results(request: Request) -> Response:
             yield result_line(row, batch.endpoint)
 
     return StreamingResponse(
-        lines(), media_type="application/x-jsonl", headers={"request-id": new_id("req")}
+        lines(), media_type="application/x-jsonl", headers={"request-id": new_request_id()}
     )
 
 

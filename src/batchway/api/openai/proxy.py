@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from batchway.api.auth import authenticate
 from batchway.api.errors import client_error
-from batchway.core.ids import new_id
+from batchway.core.ids import new_request_id
 from batchway.core.routing import Route as ModelRoute
 from batchway.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from batchway.gateway import Gateway
@@ -72,7 +72,7 @@ async def _proxy(request: Request, endpoint: str) -> Response:
             param="model",
             code="model_not_found",
         )
-    headers = {"x-request-id": new_id("req")}
+    headers = {"x-request-id": new_request_id()}
     failure: GatewayError | None = None
     for route in _ordered(routes):
         provider = gateway.providers[route.provider]
@@ -118,7 +118,7 @@ async def list_models(request: Request) -> Response:
     return Response(
         orjson.dumps({"object": "list", "data": data}),
         media_type="application/json",
-        headers={"x-request-id": new_id("req")},
+        headers={"x-request-id": new_request_id()},
     )
 
 
