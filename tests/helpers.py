@@ -5,11 +5,18 @@ from __future__ import annotations
 import io
 import json
 import secrets
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import openai
 
 from batchway.api.openai.models import OpenAIBatchOutputLine
+
+if TYPE_CHECKING:
+    from tests.conftest import RunningGateway
+
+BOUNDARY = "batchway-test-boundary"
 
 
 def chat_line(
@@ -50,3 +57,39 @@ def read_results(client: openai.OpenAI, file_id: str | None) -> list[OpenAIBatch
     # split on "\n" only: a JSON string may hold U+2028 and such, which splitlines() breaks on
     lines = text.split("\n")[:-1]
     return [OpenAIBatchOutputLine.model_validate_json(line) for line in lines]
+
+
+def multipart(*parts: tuple[str, str | bytes | None, bytes]) -> bytes:
+    """A multipart/form-data body, parts in the order given: (name, filename, data).
+
+    A filename may be bytes, to send what a str cannot (a NUL, invalid UTF-8).
+    """
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"'.encode()
+        if filename is not None:
+            raw = filename if isinstance(filename, bytes) else filename.encode()
+            disposition += b'; filename="' + raw + b'"'
+        body += f"--{BOUNDARY}\r\nContent-Disposition: ".encode() + disposition + b"\r\n"
+        if filename is not None:
+            body += b"Content-Type: application/octet-stream\r\n"
+        body += b"\r\n" + data + b"\r\n"
+    return body + f"--{BOUNDARY}--\r\n".encode()
+
+
+def post_multipart(gw: RunningGateway, key: str, body: bytes) -> httpx.Response:
+    """POST a hand-made multipart body to ``/v1/files``."""
+    return httpx.post(
+        f"{gw.url}/files",
+        content=body,
+        headers={
+            "authorization": f"Bearer {key}",
+            "content-type": f"multipart/form-data; boundary={BOUNDARY}",
+        },
+    )
+
+
+def blobs(gw: RunningGateway) -> list[str]:
+    """Every entry of the gateway's files folder, temporary ones included."""
+    folder = Path(gw.gateway.config.files)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []

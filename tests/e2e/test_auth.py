@@ -16,7 +16,7 @@ import yaml
 
 from batchway.core.ids import hash_key
 from tests.conftest import RunningGateway
-from tests.helpers import chat_line, jsonl, read_results, unique, upload
+from tests.helpers import blobs, chat_line, jsonl, read_results, unique, upload
 
 BATCHWAY = Path(sys.executable).with_name("batchway")
 ADMIN = {"authorization": "Bearer admin-secret"}
@@ -64,11 +64,6 @@ def new_batch(client: openai.OpenAI, lines: list[dict[str, Any]]) -> str:
         endpoint="/v1/chat/completions",
         completion_window="24h",
     ).id
-
-
-def blobs(gw: RunningGateway) -> list[str]:
-    folder = Path(gw.gateway.config.files)
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 # -- the key on OpenAI routes -------------------------------------------------------------

@@ -12,7 +12,6 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,9 +19,8 @@ import openai
 import pytest
 
 from tests.conftest import RunningGateway
-from tests.helpers import chat_line, read_results, unique, upload
+from tests.helpers import blobs, chat_line, multipart, post_multipart, read_results, unique, upload
 
-BOUNDARY = "batchway-test-boundary"
 MISSING = object()  # a missing parameter: code null today, missing_required_parameter per spec
 
 
@@ -48,35 +46,6 @@ def assert_error(
         assert error["code"] == code
     assert re.search(match, error["message"]), error["message"]
     return error
-
-
-def multipart(*parts: tuple[str, bytes | None, bytes]) -> bytes:
-    """A multipart/form-data body, parts in the order given: (name, filename, data)."""
-    body = b""
-    for name, filename, data in parts:
-        disposition = f'form-data; name="{name}"'.encode()
-        if filename is not None:
-            disposition += b'; filename="' + filename + b'"'
-        body += f"--{BOUNDARY}\r\nContent-Disposition: ".encode() + disposition + b"\r\n"
-        body += b"\r\n" + data + b"\r\n"
-    return body + f"--{BOUNDARY}--\r\n".encode()
-
-
-def post_multipart(gw: RunningGateway, key: str, body: bytes) -> httpx.Response:
-    return httpx.post(
-        f"{gw.url}/files",
-        content=body,
-        headers={
-            "authorization": f"Bearer {key}",
-            "content-type": f"multipart/form-data; boundary={BOUNDARY}",
-        },
-    )
-
-
-def blobs(gw: RunningGateway) -> list[str]:
-    """Every entry of the files folder, temporary ones included."""
-    folder = Path(gw.gateway.config.files)
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 @dataclass(frozen=True)

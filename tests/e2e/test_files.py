@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import RunningGateway
-from tests.helpers import chat_line, jsonl, upload
+from tests.helpers import blobs, chat_line, jsonl, multipart, post_multipart, upload
 
 THIRTY_DAYS = 30 * 24 * 3600
 FILE_KEYS = {
@@ -29,38 +29,6 @@ FILE_KEYS = {
     "status",
     "status_details",
 }
-BOUNDARY = "batchway-test-boundary"
-
-
-def multipart(*parts: tuple[str, str | None, bytes]) -> bytes:
-    """A multipart/form-data body with the parts in the order given: (name, filename, data)."""
-    body = b""
-    for name, filename, data in parts:
-        disposition = f'form-data; name="{name}"'
-        if filename is not None:
-            disposition += f'; filename="{filename}"'
-        body += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n".encode()
-        if filename is not None:
-            body += b"Content-Type: application/octet-stream\r\n"
-        body += b"\r\n" + data + b"\r\n"
-    return body + f"--{BOUNDARY}--\r\n".encode()
-
-
-def post_multipart(gw: RunningGateway, key: str, body: bytes) -> httpx.Response:
-    return httpx.post(
-        f"{gw.url}/files",
-        content=body,
-        headers={
-            "authorization": f"Bearer {key}",
-            "content-type": f"multipart/form-data; boundary={BOUNDARY}",
-        },
-    )
-
-
-def blobs(gw: RunningGateway) -> list[str]:
-    """Every entry of the files folder, temporary ones included."""
-    folder = Path(gw.gateway.config.files)
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 def assert_error(response: Any, status: int, *, param: str | None, match: str) -> None:
