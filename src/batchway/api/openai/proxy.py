@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from batchway.api.auth import authenticate
 from batchway.api.errors import client_error
+from batchway.api.openai.routes import parse_json
 from batchway.core.ids import new_request_id
 from batchway.core.routing import Route as ModelRoute
 from batchway.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
@@ -54,10 +55,7 @@ def _endpoint_handler(endpoint: str) -> Callable[[Request], Awaitable[Response]]
 async def _proxy(request: Request, endpoint: str) -> Response:
     gateway: Gateway = request.app.state.gateway
     principal = await authenticate(request, gateway.keys)
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest("The request body is not valid JSON.") from exc
+    body = await parse_json(request)
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = body.get("model")
