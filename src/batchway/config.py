@@ -19,8 +19,11 @@ from batchway.errors import ConfigError
 __all__ = [
     "BatchLimits",
     "Config",
+    "LogConfig",
     "ModelRoute",
+    "PriceConfig",
     "ProviderConfig",
+    "RateLimitConfig",
     "WorkerConfig",
     "default_config",
     "load_config",
@@ -46,6 +49,11 @@ class ProviderConfig(_Frozen):
     timeout_seconds: float = Field(default=600.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # the provider's own rate limits (rolling minute); batch lines wait for quota and leave
+    # ``interactive_share`` of each limit to synchronous traffic
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    interactive_share: float = Field(default=0.2, ge=0, lt=1)
     # openai, azure: run batch lines through the provider's own batch API (``native``, for its
     # discount), as calls made by the gateway (``execute``), or native with a fall back to
     # execute when the provider refuses the batch (``auto``)
@@ -118,6 +126,36 @@ class BatchLimits(_Frozen):
     max_reported_errors: int = 100
 
 
+class RateLimitConfig(_Frozen):
+    """Where rate-limit windows are counted: in this process, or in Redis (shared by every
+    gateway process that uses the same Redis and prefix)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "batchway"
+
+
+class PriceConfig(_Frozen):
+    """A model's price in USD per million tokens. The batch price applies where the provider
+    really discounts (its native batch API): ``batch_input``/``batch_output`` if given, else
+    the normal price less ``batch_discount``."""
+
+    input: float = Field(ge=0)
+    output: float = Field(default=0.0, ge=0)
+    cached_input: float | None = Field(default=None, ge=0)  # default: the input price
+    batch_discount: float = Field(default=0.5, ge=0, le=1)
+    batch_input: float | None = Field(default=None, ge=0)
+    batch_output: float | None = Field(default=None, ge=0)
+
+
+class LogConfig(_Frozen):
+    """Request logs: one row per upstream call outcome."""
+
+    record_bodies: bool = False  # keep request and response bodies (prompts!) in the logs
+    retention_days: float | None = Field(default=30.0, gt=0)  # None: keep forever
+    flush_interval_seconds: float = Field(default=0.25, gt=0)
+
+
 class Config(_Frozen):
     """The whole gateway configuration."""
 
@@ -129,6 +167,10 @@ class Config(_Frozen):
     models: dict[str, ModelRoute | list[ModelRoute]] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     limits: BatchLimits = Field(default_factory=BatchLimits)
+    rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)  # per public model name
+    logs: LogConfig = Field(default_factory=LogConfig)
+    metrics: bool = True  # Prometheus metrics at /metrics
 
     @field_validator("admin_key")
     @classmethod
