@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from batchway.api.auth import authenticate_admin
 from batchway.api.openai.routes import by_method, json_response, parse_json, validated
-from batchway.core.models import ApiKey
+from batchway.core.models import ApiKey, BudgetPeriod
 from batchway.gateway import Gateway
 
 __all__ = ["admin_routes"]
@@ -23,7 +23,9 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
+    tph: int | None = Field(default=None, ge=1)
     budget_usd: float | None = Field(default=None, ge=0)
+    budget_period: BudgetPeriod | None = None
     models: list[str] | None = None
 
 
@@ -36,7 +38,9 @@ def _key_json(key: ApiKey) -> dict[str, object]:
         "models": list(key.models) if key.models is not None else None,
         "rpm": key.rpm,
         "tpm": key.tpm,
+        "tph": key.tph,
         "budget_usd": key.budget_usd,
+        "budget_period": key.budget_period,
         "revoked": key.revoked,
     }
 
@@ -50,9 +54,7 @@ def _gateway(request: Request) -> Gateway:
 async def create_key(request: Request) -> Response:
     gateway = _gateway(request)
     body = validated(KeyCreate, await parse_json(request))
-    key, secret = await gateway.keys.create(
-        name=body.name, models=body.models, rpm=body.rpm, tpm=body.tpm, budget_usd=body.budget_usd
-    )
+    key, secret = await gateway.keys.create(**body.model_dump())
     return json_response({**_key_json(key), "key": secret})
 
 

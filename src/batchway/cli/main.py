@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -29,6 +30,12 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Manage gateway keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
+
+
+class BudgetPeriodOption(StrEnum):
+    day = "day"
+    month = "month"
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -133,13 +140,23 @@ def keys_create(
     ] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    tph: Annotated[int | None, typer.Option(help="Tokens per hour.")] = None,
     budget_usd: Annotated[float | None, typer.Option(help="Spending limit in USD.")] = None,
+    budget_period: Annotated[
+        BudgetPeriodOption | None, typer.Option(help="Reset the budget every day or month.")
+    ] = None,
 ) -> None:
     """Create a gateway key; the key is printed once and never stored."""
     key, secret = _with_gateway(
         _config(config),
         lambda gateway: gateway.keys.create(
-            name=name, models=model, rpm=rpm, tpm=tpm, budget_usd=budget_usd
+            name=name,
+            models=model,
+            rpm=rpm,
+            tpm=tpm,
+            tph=tph,
+            budget_usd=budget_usd,
+            budget_period=budget_period.value if budget_period is not None else None,
         ),
     )
     console.print(f"id:  {key.id}\nkey: [bold]{secret}[/bold]")
@@ -149,7 +166,7 @@ def keys_create(
 def keys_list(config: ConfigOption = None) -> None:
     """List gateway keys."""
     keys = _with_gateway(_config(config), lambda gateway: gateway.keys.list())
-    table = Table("id", "name", "models", "rpm", "tpm", "budget_usd", "revoked")
+    table = Table("id", "name", "models", "rpm", "tpm", "tph", "budget_usd", "revoked")
     for key in keys:
         table.add_row(
             key.id,
@@ -157,7 +174,10 @@ def keys_list(config: ConfigOption = None) -> None:
             ", ".join(key.models) if key.models is not None else "all",
             str(key.rpm or ""),
             str(key.tpm or ""),
-            str(key.budget_usd or ""),
+            str(key.tph or ""),
+            f"{key.budget_usd} / {key.budget_period}"
+            if key.budget_period and key.budget_usd is not None
+            else str(key.budget_usd or ""),
             "yes" if key.revoked else "",
         )
     console.print(table)

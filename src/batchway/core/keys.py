@@ -7,7 +7,7 @@ import time
 
 from batchway.core import clock
 from batchway.core.ids import hash_key, new_api_key, new_id
-from batchway.core.models import ApiKey, Principal
+from batchway.core.models import ApiKey, BudgetPeriod, Principal
 from batchway.errors import AuthError, InvalidRequest, NotFound
 from batchway.store.repository import KeyRepository
 
@@ -33,7 +33,9 @@ class KeyService:
         models: list[str] | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        tph: int | None = None,
         budget_usd: float | None = None,
+        budget_period: BudgetPeriod | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key; returns the record and the key itself (shown once, never stored)."""
         if not name.strip():
@@ -47,7 +49,9 @@ class KeyService:
             models=tuple(models) if models is not None else None,
             rpm=rpm,
             tpm=tpm,
+            tph=tph,
             budget_usd=budget_usd,
+            budget_period=budget_period,
         )
         await self._store.create_key(key)
         return key, secret

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from batchway.core.states import BatchStatus, ItemState
 
 T = TypeVar("T")
+
+BudgetPeriod = Literal["day", "month"]
+RequestKind = Literal["batch", "interactive"]
 
 __all__ = [
     "ApiKey",
     "Batch",
     "BatchError",
     "BatchItem",
+    "BudgetPeriod",
     "ItemOutcome",
     "NewItem",
     "Page",
     "Principal",
+    "RequestKind",
+    "RequestLog",
     "RequestCounts",
     "StoredFile",
     "Usage",
@@ -32,6 +38,15 @@ class Principal:
     name: str
     models: frozenset[str] | None = None  # None: every configured model
     is_admin: bool = False
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens per minute
+    tph: int | None = None  # tokens per hour
+    budget_usd: float | None = None
+    budget_period: BudgetPeriod | None = None  # None: the budget never resets
+
+    @property
+    def limited(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or self.tph is not None
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -50,12 +65,19 @@ class ApiKey:
     tpm: int | None = None
     budget_usd: float | None = None
     revoked: bool = False
+    tph: int | None = None
+    budget_period: BudgetPeriod | None = None
 
     def principal(self) -> Principal:
         return Principal(
             key_id=self.id,
             name=self.name,
             models=frozenset(self.models) if self.models is not None else None,
+            rpm=self.rpm,
+            tpm=self.tpm,
+            tph=self.tph,
+            budget_usd=self.budget_usd,
+            budget_period=self.budget_period,
         )
 
 
@@ -189,3 +211,33 @@ class Page(Generic[T]):
 
     items: list[T]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestLog:
+    """One upstream call outcome: a synchronous request, or a batch line that finished.
+
+    Never holds a key; holds bodies only when the config asks for them.
+    """
+
+    created_at_ms: int  # when it finished
+    kind: RequestKind
+    key_id: str
+    model: str  # the public model name
+    provider: str
+    endpoint: str
+    status: str  # "succeeded", "failed", "budget_exceeded", "rate_limited"…
+    upstream_model: str | None = None
+    batch_id: str | None = None
+    custom_id: str | None = None
+    item_id: int | None = None
+    status_code: int | None = None
+    error_code: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: float | None = None
+    cost_usd: float = 0.0
+    retries: int = 0
+    request_id: str | None = None
+    request_body: bytes | None = None
+    response_body: bytes | None = None
+    id: int | None = None  # set once stored

@@ -114,6 +114,8 @@ def _key_from_row(row: Row[Any]) -> ApiKey:
         tpm=row.tpm,
         budget_usd=row.budget_usd,
         revoked=row.revoked,
+        tph=row.tph,
+        budget_period=row.budget_period,
     )
 
 
@@ -158,6 +160,8 @@ class SqlStore(SqlItemStatements):
                     tpm=key.tpm,
                     budget_usd=key.budget_usd,
                     revoked=key.revoked,
+                    tph=key.tph,
+                    budget_period=key.budget_period,
                 )
             )
 

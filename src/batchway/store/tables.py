@@ -18,7 +18,15 @@ from sqlalchemy import (
     true,
 )
 
-__all__ = ["api_keys", "batch_items", "batches", "files", "metadata", "upstream_batches"]
+__all__ = [
+    "api_keys",
+    "batch_items",
+    "batches",
+    "files",
+    "metadata",
+    "request_logs",
+    "upstream_batches",
+]
 
 metadata = MetaData()
 
@@ -37,6 +45,8 @@ api_keys = Table(
     Column("tpm", Integer, nullable=True),
     Column("budget_usd", Float, nullable=True),
     Column("revoked", Boolean, nullable=False, default=False),
+    Column("tph", Integer, nullable=True),
+    Column("budget_period", String(16), nullable=True),  # None: the budget never resets
 )
 
 files = Table(
@@ -128,6 +138,7 @@ batch_items = Table(
     # False while the line may still go to its provider's native batch API
     Column("execute_only", Boolean, nullable=False, default=True, server_default=true()),
     Column("upstream_batch_id", String(64), nullable=True),
+    Column("cost_usd", Float, nullable=False, default=0.0, server_default="0"),
     Index("ux_batch_items_batch_line", "batch_id", "line", unique=True),
     Index("ix_batch_items_claim", "state", "provider", "not_before"),
     Index("ix_batch_items_batch_state", "batch_id", "state"),
@@ -155,4 +166,37 @@ upstream_batches = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
     Index("ix_upstream_batches_due", "state", "next_poll_at"),
+)
+
+# one row per upstream call outcome: a synchronous request, or a batch line that finished
+request_logs = Table(
+    "request_logs",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("created_at_ms", BigInteger, nullable=False),  # when it finished, epoch ms
+    Column("kind", String(12), nullable=False),  # "batch" or "interactive"
+    Column("key_id", String(64), nullable=False),
+    Column("model", Text, nullable=False),  # the public model name
+    Column("provider", String(100), nullable=False),
+    Column("upstream_model", Text, nullable=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("batch_id", String(64), nullable=True),
+    Column("custom_id", Text, nullable=True),
+    # the batch line it records: unique, so a line is never counted twice
+    Column("item_id", BigInteger, nullable=True, unique=True),
+    Column("status", String(20), nullable=False),  # succeeded, failed, budget_exceeded…
+    Column("status_code", Integer, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("latency_ms", Float, nullable=True),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("retries", Integer, nullable=False, default=0),
+    Column("request_id", String(100), nullable=True),
+    Column("request_body", LargeBinary, nullable=True),  # only when logs.record_bodies
+    Column("response_body", LargeBinary, nullable=True),
+    Index("ix_request_logs_time", "created_at_ms"),
+    Index("ix_request_logs_key_time", "key_id", "created_at_ms"),
+    Index("ix_request_logs_batch", "batch_id"),
 )
