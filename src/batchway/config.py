@@ -54,6 +54,8 @@ class ProviderConfig(_Frozen):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     interactive_share: float = Field(default=0.2, ge=0, lt=1)
+    # the window rpm and tpm are counted in: 60 s, or 1 s for a server that limits per second
+    rate_window_seconds: float = Field(default=60.0, gt=0)
     # openai, azure: run batch lines through the provider's own batch API (``native``, for its
     # discount), as calls made by the gateway (``execute``), or native with a fall back to
     # execute when the provider refuses the batch (``auto``)

@@ -118,13 +118,20 @@ class QuotaError(GatewayError):
 class RateLimited(QuotaError):
     """Rate limit exceeded."""
 
-    def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: float = 1.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message, code="rate_limit_exceeded")
         self.retry_after = retry_after
+        self.headers = headers
 
 
 class BudgetExceeded(QuotaError):
-    """The key's budget is used up."""
+    """The key's budget cannot pay for what was asked (a batch refused at creation)."""
 
     status_code = 400
     error_type = "invalid_request_error"

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from batchway.config import Config
+from batchway.core.accounting import Accounting
 from batchway.core.batches import BatchService
+from batchway.core.budgets import BatchCostCheck, Budgets, OwnerBudgets
 from batchway.core.files import FileService
 from batchway.core.keys import KeyService
+from batchway.core.pricing import PriceTable
+from batchway.core.quotas import Quotas
+from batchway.core.ratelimit import RateLimiter
 from batchway.core.routing import Router
+from batchway.metrics import Metrics
 from batchway.providers.registry import ProviderRegistry
 from batchway.store.blobs import BlobStore, open_blob_store
+from batchway.store.logs import SqlRequestLogs
 from batchway.store.migrate import migrate
+from batchway.store.ratelimits import open_rate_limiter
 from batchway.store.sql import SqlStore, create_engine
 from batchway.worker.runner import Worker
 
@@ -33,6 +43,11 @@ class Gateway:
     files: FileService
     batches: BatchService
     worker: Worker
+    logs: SqlRequestLogs
+    accounting: Accounting
+    quotas: Quotas
+    limiter: RateLimiter
+    metrics: Metrics
 
 
 @asynccontextmanager
@@ -44,8 +59,33 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
     blobs = open_blob_store(config.files)
     providers = ProviderRegistry(config)
     router = Router(config)
-    worker = Worker(config=config, store=store, blobs=blobs, providers=providers, router=router)
+    keys = KeyService(store, config.admin_key)
+    logs = SqlRequestLogs(store)
+    metrics = Metrics()
+    budgets = Budgets(logs)
+    prices = PriceTable(config.prices)
+    accounting = Accounting(
+        router=router,
+        prices=prices,
+        budgets=budgets,
+        metrics=metrics,
+        sink=logs,
+        settings=config.logs,
+    )
+    limiter = open_rate_limiter(config.rate_limits)
+    quotas = Quotas(limiter, config)
+    worker = Worker(
+        config=config,
+        store=store,
+        blobs=blobs,
+        providers=providers,
+        router=router,
+        accounting=accounting,
+        quotas=quotas,
+        budgets=OwnerBudgets(budgets, keys),
+    )
     files = FileService(store, blobs, config.limits)
+    log_writer = asyncio.create_task(accounting.run(), name="request-logs")
     try:
         yield Gateway(
             config=config,
@@ -53,7 +93,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
             blobs=blobs,
             providers=providers,
             router=router,
-            keys=KeyService(store, config.admin_key),
+            keys=keys,
             files=files,
             batches=BatchService(
                 store,
@@ -62,9 +102,21 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
                 file_service=files,
                 router=router,
                 wake_worker=worker.wake,
+                cost_check=BatchCostCheck(budgets, prices, router),
             ),
             worker=worker,
+            logs=logs,
+            accounting=accounting,
+            quotas=quotas,
+            limiter=limiter,
+            metrics=metrics,
         )
     finally:
+        log_writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await log_writer
+        with contextlib.suppress(Exception):  # logged by flush
+            await accounting.flush()
+        await limiter.close()
         await providers.close()
         await store.close()

@@ -15,9 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchway.api.admin import admin_routes
+from batchway.api.admin_logs import log_routes
 from batchway.api.anthropic.messages import messages_routes
 from batchway.api.anthropic.routes import anthropic_routes
 from batchway.api.errors import handle_gateway_error, handle_http_error, handle_unexpected
+from batchway.api.metrics import metrics_routes
 from batchway.api.openai.proxy import proxy_routes
 from batchway.api.openai.routes import openai_routes
 from batchway.config import Config
@@ -65,6 +67,8 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
             *openai_routes(""),
             *proxy_routes(""),
             *admin_routes(),
+            *log_routes(),
+            *metrics_routes(),
         ],
         exception_handlers={
             GatewayError: handle_gateway_error,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -15,11 +16,13 @@ from batchway.errors import (
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
+    UpstreamTimeout,
 )
 from batchway.providers._chat_messages import anthropic_error_type
 
 __all__ = [
     "client_error",
+    "error_label",
     "anthropic_error",
     "handle_gateway_error",
     "handle_http_error",
@@ -78,7 +81,7 @@ async def handle_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
     headers = None
     if isinstance(exc, RateLimited):
-        headers = {"retry-after": str(max(1, round(exc.retry_after)))}
+        headers = exc.headers or {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
     return _render(
         request,
         exc.status_code,
@@ -139,3 +142,12 @@ def client_error(error: UpstreamError) -> GatewayError:
         refused.error_type = anthropic_error_type(error.status)
         return refused
     return error
+
+
+def error_label(error: UpstreamError) -> str:
+    """A short label of an upstream failure for metrics: its status, or what went wrong."""
+    if error.status is not None:
+        return str(error.status)
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    return "connection"

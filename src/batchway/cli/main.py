@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from batchway.config import Config, default_config, load_config
-from batchway.errors import ConfigError
-from batchway.gateway import Gateway, open_gateway
+from batchway.cli.common import ConfigOption, console
+from batchway.cli.common import load_settings as _config
+from batchway.cli.common import with_gateway as _with_gateway
+from batchway.gateway import Gateway
 
 __all__ = ["app"]
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="batchway: an LLM gateway for batch and long-running work.",
@@ -29,31 +25,11 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage gateway keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-console = Console()
 
 
 class BudgetPeriodOption(StrEnum):
     day = "day"
     month = "month"
-
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="BATCHWAY_CONFIG",
-        help="YAML config file (default: SQLite, local files and a simulated provider).",
-    ),
-]
-
-
-def _config(path: Path | None) -> Config:
-    try:
-        return load_config(path) if path is not None else default_config()
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from exc
 
 
 class _KeyValueFormatter(logging.Formatter):
@@ -76,14 +52,6 @@ def _setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
-
-
-def _with_gateway(config: Config, work: Callable[[Gateway], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with open_gateway(config) as gateway:
-            return await work(gateway)
-
-    return asyncio.run(run())
 
 
 @app.command()

@@ -9,6 +9,7 @@ import orjson
 
 from batchway.config import BatchLimits
 from batchway.core import clock
+from batchway.core.budgets import BatchCostCheck, jsonl_lines
 from batchway.core.files import FileService, human_size
 from batchway.core.ids import new_id
 from batchway.core.models import Batch, Page, Principal, RequestCounts
@@ -54,6 +55,7 @@ class BatchService:
         file_service: FileService,
         router: Router,
         wake_worker: Callable[[], None] = lambda: None,
+        cost_check: BatchCostCheck | None = None,
     ) -> None:
         self._batches = batches
         self._files = files
@@ -61,6 +63,7 @@ class BatchService:
         self._file_service = file_service
         self._router = router
         self._wake_worker = wake_worker
+        self._cost_check = cost_check
 
     async def create(
         self,
@@ -104,6 +107,9 @@ class BatchService:
                 f"{human_size(self._limits.max_batch_file_bytes)} a batch may read.",
                 param="input_file_id",
             )
+        if self._cost_check is not None and principal.budget_usd is not None:
+            _, chunks = await self._file_service.content(principal, input_file_id)
+            await self._cost_check.check(principal, normalized, jsonl_lines(chunks))
         return await self._start(
             principal,
             batch_id=new_id("batch"),
@@ -142,6 +148,8 @@ class BatchService:
         validator.finish()
         if not validator.ok:
             raise InvalidRequest(_describe_inline_errors(validator), param=_first_param(validator))
+        if self._cost_check is not None and principal.budget_usd is not None:
+            await self._cost_check.check(principal, endpoint, lines)
         data = b"\n".join(lines) + b"\n"
         if len(data) > self._limits.max_message_batch_bytes:
             raise PayloadTooLarge(

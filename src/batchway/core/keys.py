@@ -25,6 +25,7 @@ class KeyService:
         self._store = store
         self._admin_key = admin_key
         self._known: dict[str, tuple[float, Principal | None]] = {}
+        self._by_id: dict[str, tuple[float, Principal | None]] = {}
 
     async def create(
         self,
@@ -63,6 +64,19 @@ class KeyService:
         if not await self._store.revoke_key(key_id):
             raise NotFound(f"No key with id {key_id!r}.")
         self._known.clear()
+        self._by_id.clear()
+
+    async def principal_by_id(self, key_id: str) -> Principal | None:
+        """The principal of a key id (its limits and budget), trusted for a few seconds."""
+        known = self._by_id.get(key_id)
+        if known is not None and known[0] > time.monotonic():
+            return known[1]
+        key = await self._store.get_key(key_id)
+        principal = key.principal() if key is not None else None
+        if len(self._by_id) > _CACHE_ENTRIES:
+            self._by_id.clear()
+        self._by_id[key_id] = (time.monotonic() + _CACHE_SECONDS, principal)
+        return principal
 
     def is_admin(self, token: str) -> bool:
         return self._admin_key is not None and hmac.compare_digest(token, self._admin_key)

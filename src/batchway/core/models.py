@@ -188,6 +188,8 @@ class BatchItem:
     endpoint: str
     body: bytes
     attempts: int
+    model: str = ""  # the public model name
+    owner: str = ""  # the key whose batch it is
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +205,8 @@ class ItemOutcome:
     error_message: str | None = None
     not_before: float | None = None  # for a retry: when it may run again
     usage: Usage = field(default_factory=Usage)
+    latency_ms: float | None = None  # how long the upstream call took
+    native: bool = False  # it ran in the provider's native batch API (at its batch price)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,6 +29,11 @@ class Router:
             )
             for name in config.models
         }
+        self._upstream_names = {
+            (name, route.provider): route.model
+            for name, routes in self._routes.items()
+            for route in routes
+        }
 
     @property
     def public_models(self) -> list[str]:
@@ -42,3 +47,7 @@ class Router:
         """The first-choice route of a model, or None when it is unknown."""
         routes = self._routes.get(public_model)
         return routes[0] if routes else None
+
+    def upstream_model(self, public_model: str, provider: str) -> str | None:
+        """The provider's own name for a public model (None if it has no such route)."""
+        return self._upstream_names.get((public_model, provider))

@@ -7,7 +7,7 @@ same line; on SQLite writers are serialised anyway.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     bindparam,
@@ -18,22 +18,151 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchway.core.models import (
     BatchItem,
     ItemOutcome,
     NewItem,
     RequestCounts,
+    RequestLog,
     Usage,
 )
 from batchway.core.states import BatchStatus, ItemState
 from batchway.store._sql_base import SqlBase, counts_from_states
-from batchway.store.tables import batch_items, batches, upstream_batches
+from batchway.store.tables import batch_items, batches, request_logs, upstream_batches
 
-__all__ = ["ItemResultRow", "SqlItemStatements"]
+__all__ = ["ItemResultRow", "LineAccounting", "SqlItemStatements", "log_row"]
 
 _ACTIVE = (ItemState.PENDING.value, ItemState.LEASED.value)
 _PAGE = 1000
+_LOGGED = (ItemState.SUCCEEDED, ItemState.FAILED)  # lines that went upstream (or were refused)
+
+
+class LineAccounting(Protocol):
+    """Prices the lines a store records, and hears of the request logs it wrote."""
+
+    record_bodies: bool
+
+    def price(
+        self, model: str, provider: str, usage: Usage, native: bool
+    ) -> tuple[float, str | None]:
+        """The cost of a line in USD, and the upstream model it ran on."""
+        ...
+
+    def logged(self, logs: Sequence[RequestLog]) -> None:
+        """Called once the logs are committed (for budgets and metrics)."""
+        ...
+
+
+def log_row(log: RequestLog) -> dict[str, Any]:
+    """A ``request_logs`` row."""
+    return {
+        "created_at_ms": log.created_at_ms,
+        "kind": log.kind,
+        "key_id": log.key_id,
+        "model": log.model,
+        "provider": log.provider,
+        "upstream_model": log.upstream_model,
+        "endpoint": log.endpoint,
+        "batch_id": log.batch_id,
+        "custom_id": log.custom_id,
+        "item_id": log.item_id,
+        "status": log.status,
+        "status_code": log.status_code,
+        "error_code": log.error_code,
+        "input_tokens": log.usage.input_tokens,
+        "cached_tokens": log.usage.cached_tokens,
+        "output_tokens": log.usage.output_tokens,
+        "latency_ms": log.latency_ms,
+        "cost_usd": log.cost_usd,
+        "retries": log.retries,
+        "request_id": log.request_id,
+        "request_body": log.request_body,
+        "response_body": log.response_body,
+    }
+
+
+def _outcome_row(o: ItemOutcome, worker: str, now: float, cost: float) -> dict[str, Any]:
+    return {
+        "_id": int(o.item_id),
+        "_worker": worker,
+        "_leased": ItemState.LEASED.value,
+        "state": o.state.value,
+        "status_code": o.status_code,
+        "response": o.response,
+        "request_id": o.request_id,
+        "error_code": o.error_code,
+        "error_message": o.error_message,
+        "not_before": o.not_before or 0.0,
+        "input_tokens": o.usage.input_tokens,
+        "cached_tokens": o.usage.cached_tokens,
+        "output_tokens": o.usage.output_tokens,
+        "reasoning_tokens": o.usage.reasoning_tokens,
+        "cost_usd": cost,
+        "finished_at": None if o.state is ItemState.PENDING else now,
+    }
+
+
+def _line_log(
+    o: ItemOutcome,
+    line: Any,
+    now: float,
+    cost: float,
+    upstream_model: str | None,
+    accounting: LineAccounting | None,
+) -> RequestLog:
+    bodies = accounting is not None and accounting.record_bodies
+    return RequestLog(
+        created_at_ms=int(now * 1000),
+        kind="batch",
+        key_id=line.owner,
+        model=line.model,
+        provider=line.provider,
+        upstream_model=upstream_model,
+        endpoint=line.endpoint,
+        batch_id=line.batch_id,
+        custom_id=line.custom_id,
+        item_id=line.id,
+        status=o.error_code if o.error_code == "budget_exceeded" else o.state.value,
+        status_code=o.status_code,
+        error_code=o.error_code,
+        usage=o.usage,
+        latency_ms=o.latency_ms,
+        cost_usd=cost,
+        retries=max(line.attempts - 1, 0),
+        request_id=o.request_id,
+        request_body=line.body if bodies else None,
+        response_body=o.response if bodies else None,
+    )
+
+
+# written only while the worker still holds the line (its lease may have been taken back)
+_RECORD_OUTCOME = (
+    update(batch_items)
+    .where(
+        batch_items.c.id == bindparam("_id"),
+        batch_items.c.lease_owner == bindparam("_worker"),
+        batch_items.c.state == bindparam("_leased"),
+    )
+    .values(
+        state=bindparam("state"),
+        status_code=bindparam("status_code"),
+        response=bindparam("response"),
+        request_id=bindparam("request_id"),
+        error_code=bindparam("error_code"),
+        error_message=bindparam("error_message"),
+        not_before=bindparam("not_before"),
+        input_tokens=bindparam("input_tokens"),
+        cached_tokens=bindparam("cached_tokens"),
+        output_tokens=bindparam("output_tokens"),
+        reasoning_tokens=bindparam("reasoning_tokens"),
+        cost_usd=bindparam("cost_usd"),
+        finished_at=bindparam("finished_at"),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)
 
 
 class ItemResultRow:
@@ -154,20 +283,20 @@ class SqlItemStatements(SqlBase):
                         batch_items.c.provider,
                         batch_items.c.body,
                         batch_items.c.attempts,
+                        batch_items.c.model,
                     )
                 )
             ).all()
             if not rows:
                 return []
-            endpoints = dict(
-                (
-                    await conn.execute(
-                        select(batches.c.id, batches.c.endpoint).where(
-                            batches.c.id.in_({r.batch_id for r in rows})
-                        )
+            parents = {
+                row.id: row
+                for row in await conn.execute(
+                    select(batches.c.id, batches.c.endpoint, batches.c.owner).where(
+                        batches.c.id.in_({r.batch_id for r in rows})
                     )
-                ).all()
-            )
+                )
+            }
         return [
             BatchItem(
                 id=str(r.id),
@@ -175,9 +304,11 @@ class SqlItemStatements(SqlBase):
                 line=r.line,
                 custom_id=r.custom_id,
                 provider=r.provider,
-                endpoint=endpoints[r.batch_id],
+                endpoint=parents[r.batch_id].endpoint,
                 body=r.body,
                 attempts=r.attempts,
+                model=r.model,
+                owner=parents[r.batch_id].owner,
             )
             for r in sorted(rows, key=lambda r: r.id)
         ]
@@ -232,70 +363,80 @@ class SqlItemStatements(SqlBase):
         return result.rowcount
 
     async def record_outcomes(
-        self, worker: str, outcomes: Sequence[ItemOutcome], now: float
+        self,
+        worker: str,
+        outcomes: Sequence[ItemOutcome],
+        now: float,
+        accounting: LineAccounting | None = None,
     ) -> set[str]:
-        """Write what became of leased lines, in one transaction.
+        """Write what became of leased lines, in one transaction, with a request-log row and
+        a price for every line that finished.
 
         A line is only written while this worker still holds its lease, so a worker that
-        lost a lease can never overwrite (or double count) another's result. Returns the
-        ids of the batches touched.
+        lost a lease can never overwrite (or double count, or double bill) another's result.
+        Returns the ids of the batches touched.
         """
         if not outcomes:
             return set()
-        rows = [
-            {
-                "_id": int(o.item_id),
-                "_worker": worker,
-                "_leased": ItemState.LEASED.value,
-                "state": o.state.value,
-                "status_code": o.status_code,
-                "response": o.response,
-                "request_id": o.request_id,
-                "error_code": o.error_code,
-                "error_message": o.error_message,
-                "not_before": o.not_before or 0.0,
-                "input_tokens": o.usage.input_tokens,
-                "cached_tokens": o.usage.cached_tokens,
-                "output_tokens": o.usage.output_tokens,
-                "reasoning_tokens": o.usage.reasoning_tokens,
-                "finished_at": None if o.state is ItemState.PENDING else now,
-            }
-            for o in outcomes
-        ]
-        statement = (
-            update(batch_items)
-            .where(
-                batch_items.c.id == bindparam("_id"),
-                batch_items.c.lease_owner == bindparam("_worker"),
-                batch_items.c.state == bindparam("_leased"),
+        async with self._write() as conn:
+            held = await self._held_lines(conn, worker, [int(o.item_id) for o in outcomes])
+            rows = []
+            logs = []
+            for o in outcomes:
+                line = held.get(int(o.item_id))
+                if line is None:
+                    continue  # the lease was lost: another worker owns this line now
+                cost, upstream_model = 0.0, None
+                if o.state is ItemState.SUCCEEDED and accounting is not None:
+                    cost, upstream_model = accounting.price(
+                        line.model, line.provider, o.usage, o.native
+                    )
+                rows.append(_outcome_row(o, worker, now, cost))
+                if o.state in _LOGGED:
+                    logs.append(_line_log(o, line, now, cost, upstream_model, accounting))
+            if rows:
+                await conn.execute(_RECORD_OUTCOME, rows)
+            if logs:
+                await conn.execute(insert(request_logs), [log_row(log) for log in logs])
+            batch_ids = {held[r["_id"]].batch_id for r in rows}
+        if logs and accounting is not None:
+            accounting.logged(logs)
+        return batch_ids
+
+    async def _held_lines(
+        self, conn: AsyncConnection, worker: str, ids: list[int]
+    ) -> dict[int, Any]:
+        """The lines of ``ids`` this worker still holds, locked until the transaction ends."""
+        query = (
+            select(
+                batch_items.c.id,
+                batch_items.c.batch_id,
+                batch_items.c.custom_id,
+                batch_items.c.model,
+                batch_items.c.provider,
+                batch_items.c.attempts,
+                batch_items.c.body,
+                batches.c.owner,
+                batches.c.endpoint,
             )
-            .values(
-                state=bindparam("state"),
-                status_code=bindparam("status_code"),
-                response=bindparam("response"),
-                request_id=bindparam("request_id"),
-                error_code=bindparam("error_code"),
-                error_message=bindparam("error_message"),
-                not_before=bindparam("not_before"),
-                input_tokens=bindparam("input_tokens"),
-                cached_tokens=bindparam("cached_tokens"),
-                output_tokens=bindparam("output_tokens"),
-                reasoning_tokens=bindparam("reasoning_tokens"),
-                finished_at=bindparam("finished_at"),
-                lease_owner=None,
-                lease_expires_at=None,
+            .join(batches, batches.c.id == batch_items.c.batch_id)
+            .where(
+                batch_items.c.id.in_(ids),
+                batch_items.c.lease_owner == worker,
+                batch_items.c.state == ItemState.LEASED.value,
             )
         )
-        async with self._write() as conn:
-            await conn.execute(statement, rows)
-            batch_ids = (
-                await conn.execute(
-                    select(batch_items.c.batch_id)
-                    .where(batch_items.c.id.in_([r["_id"] for r in rows]))
-                    .distinct()
-                )
-            ).scalars()
-            return set(batch_ids)
+        if not self.is_sqlite:
+            query = query.with_for_update(of=batch_items)
+        return {row.id: row for row in await conn.execute(query)}
+
+    async def line_counts(self) -> dict[str, int]:
+        """How many batch lines are in each state, over every batch (for metrics)."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(batch_items.c.state, func.count()).group_by(batch_items.c.state)
+            )
+            return {state: count for state, count in rows.all()}
 
     async def stopped_batches(self, batch_ids: Iterable[str]) -> dict[str, ItemState]:
         """Of these batches, those whose unstarted lines must not run now, and how those

@@ -33,17 +33,27 @@ disconnects (nothing is sent) or the server shuts down (503).
 
 Every request is recorded as a `RecordedRequest`; `FakeUpstream.max_in_flight` keeps the
 highest number of requests handled at once, to check a caller's concurrency limit.
+
+Inference requests (``POST`` to the completions, embeddings and responses routes) also pass an
+optional rate limit, `FakeUpstream.rate_limit` (at most N per rolling S seconds, set with
+`FakeUpstream.limit_rate`). Those over it answer 429 with a fractional ``retry-after`` (the
+seconds until a slot frees) before any behaviour runs, and are counted in
+`FakeUpstream.rejected_429`. The others are arrivals: `FakeUpstream.arrivals` counts them and
+`FakeUpstream.max_in_window` finds the busiest window, to check a caller's rate limiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import enum
 import hashlib
 import itertools
+import math
 import os
 import threading
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
@@ -143,6 +153,7 @@ class FakeUpstream:
         embedding_dimensions: int = 8,
         record_bodies: bool = True,
         record_limit: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
     ) -> None:
         self.slow_seconds = slow_seconds
         self.timeout_seconds = timeout_seconds
@@ -159,6 +170,11 @@ class FakeUpstream:
         self._behaviours: dict[str, _Behaviour] = {}
         self._id_prefix = os.urandom(4).hex()
         self._seq = itertools.count(1)
+        # Arrival times of admitted inference requests, in order (one event loop appends).
+        self._arrivals = array("d")
+        self._rejected_429 = 0
+        self._rate_limit: tuple[int, float] | None = None
+        self.rate_limit = rate_limit
 
     # -- records -----------------------------------------------------------------------------
 
@@ -189,13 +205,62 @@ class FakeUpstream:
         with self._cond:
             return self._max_in_flight
 
+    @property
+    def arrivals(self) -> int:
+        """How many inference requests were admitted (not rejected by the rate limit)."""
+        with self._cond:
+            return len(self._arrivals)
+
+    @property
+    def rejected_429(self) -> int:
+        """How many inference requests the rate limit answered with 429."""
+        with self._cond:
+            return self._rejected_429
+
+    def max_in_window(self, seconds: float) -> int:
+        """The most admitted inference requests in any window of ``seconds`` (half-open, as
+        the rate limit counts them: two arrivals exactly ``seconds`` apart never share one)."""
+        if seconds <= 0:
+            raise ValueError(f"the window must be positive, not {seconds}")
+        with self._cond:
+            times = sorted(self._arrivals)
+        best = start = 0
+        for end, last in enumerate(times):
+            while last - times[start] >= seconds:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """At most ``requests`` inference requests per rolling ``seconds``, or None for no
+        limit. Changing it keeps the arrivals, so a new limit applies to past traffic too."""
+        return self._rate_limit
+
+    @rate_limit.setter
+    def rate_limit(self, limit: tuple[int, float] | None) -> None:
+        if limit is not None:
+            requests, seconds = limit
+            if requests < 1 or not seconds > 0:
+                raise ValueError(f"a rate limit needs requests >= 1 and seconds > 0: {limit}")
+        with self._cond:
+            self._rate_limit = limit
+
+    def limit_rate(self, requests: int | None, seconds: float = 60.0) -> None:
+        """Admit at most ``requests`` inference requests per rolling ``seconds``; None lifts
+        the limit."""
+        self.rate_limit = None if requests is None else (requests, seconds)
+
     def clear(self) -> None:
-        """Forget the records, ``max_in_flight`` and which prompts already failed once."""
+        """Forget the records, arrivals, 429 count, ``max_in_flight`` and which prompts
+        already failed once. The rate limit stays, starting from an empty window."""
         with self._cond:
             self._records.clear()
             self._received = 0
             self._max_in_flight = self._in_flight
             self._failed_once.clear()
+            del self._arrivals[:]
+            self._rejected_429 = 0
 
     def wait_for_requests(self, n: int, timeout: float = 5.0) -> bool:
         """Block until ``n`` requests arrived since creation or `clear`; False on timeout."""
@@ -237,25 +302,33 @@ class FakeUpstream:
                 parsed = None
         body = parsed if isinstance(parsed, dict) else None
         model = body.get("model") if body is not None else None
-        record = RecordedRequest(
-            method=scope["method"],
-            path=scope["path"],
-            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
-            json=parsed if self.record_bodies else None,
-            body=raw if self.record_bodies else b"",
-            model=model if isinstance(model, str) else None,
-            request_id=request_id,
-            time=time.monotonic(),
-        )
+        method, path = scope["method"], scope["path"]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        inference = method == "POST" and _route(path) in BUILDERS
         with self._cond:
+            # The clock is read under the lock so that arrivals are appended in order.
+            now = time.monotonic()
+            record = RecordedRequest(
+                method=method,
+                path=path,
+                headers=headers,
+                json=parsed if self.record_bodies else None,
+                body=raw if self.record_bodies else b"",
+                model=model if isinstance(model, str) else None,
+                request_id=request_id,
+                time=now,
+            )
             self._records.append(record)
             self._received += 1
             self._in_flight += 1
             if self._in_flight > self._max_in_flight:
                 self._max_in_flight = self._in_flight
+            wait = self._admit(now) if inference else None
             self._cond.notify_all()
         rid = request_id.encode()
         try:
+            if wait is not None:
+                raise _over_the_limit(wait)
             answer = await self._answer(
                 record.method, record.path, body, record.model, seq, receive
             )
@@ -272,6 +345,21 @@ class FakeUpstream:
                 self._in_flight -= 1
                 if self._in_flight == 0:
                     self._cond.notify_all()
+
+    def _admit(self, now: float) -> float | None:
+        """Under the lock: record an arrival at ``now`` and return None, or, over the rate
+        limit, count a rejection and return the seconds until the window has room."""
+        limit = self._rate_limit
+        arrivals = self._arrivals
+        if limit is not None:
+            requests, seconds = limit
+            in_window = len(arrivals) - bisect.bisect_right(arrivals, now - seconds)
+            if in_window >= requests:
+                self._rejected_429 += 1
+                # The window has room once the requests-th latest arrival has left it.
+                return arrivals[-requests] + seconds - now
+        arrivals.append(now)
+        return None
 
     async def _answer(
         self,
@@ -381,6 +469,21 @@ class FakeUpstream:
 
 def _route(path: str) -> str:
     return path[3:] if path.startswith("/v1/") else path
+
+
+def _over_the_limit(wait: float) -> ErrorReply:
+    # Round up to the millisecond so that a client waiting exactly that long gets in.
+    retry_after = f"{math.ceil(wait * 1000) / 1000:.3f}".rstrip("0").rstrip(".")
+    message = (
+        f"Rate limit reached for requests (fake upstream). Please try again in {retry_after}s."
+    )
+    return ErrorReply(
+        429,
+        message,
+        "requests",
+        code="rate_limit_exceeded",
+        headers=((b"retry-after", retry_after.encode()),),
+    )
 
 
 def _settle(waiter: asyncio.Future[_Wake], wake: _Wake) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 
@@ -36,6 +37,7 @@ class Executor:
         self._policy = policy
 
     async def run(self, item: BatchItem) -> ItemOutcome:
+        started = time.perf_counter()
         try:
             answer = await self._providers[item.provider].send(item.endpoint, item.body)
             try:
@@ -56,6 +58,7 @@ class Executor:
             response=answer.body,
             request_id=answer.request_id,
             usage=usage,
+            latency_ms=(time.perf_counter() - started) * 1000,
         )
 
     def _failure(self, item: BatchItem, error: UpstreamError) -> ItemOutcome:

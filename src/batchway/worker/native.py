@@ -28,6 +28,7 @@ from batchway.errors import UpstreamError, UpstreamRejected
 from batchway.providers._native import NativeBatchAPI, NativeStatus, dialect_error_body
 from batchway.providers.registry import ProviderRegistry
 from batchway.store.sql import SqlStore
+from batchway.store.sql_items import LineAccounting
 from batchway.store.upstream import SqlUpstreamBatches, UpstreamBatchRow
 
 __all__ = ["NativeBatches"]
@@ -48,6 +49,7 @@ class NativeBatches:
         providers: ProviderRegistry,
         settings: WorkerConfig,
         on_results: Callable[[], None],
+        accounting: LineAccounting | None = None,
     ) -> None:
         self._worker = worker_id
         self._store = store
@@ -55,6 +57,7 @@ class NativeBatches:
         self._apis = {p.name: p.native for p in providers if p.native is not None}
         self._settings = settings
         self._on_results = on_results
+        self._accounting = accounting
 
     @property
     def active(self) -> bool:
@@ -239,7 +242,11 @@ class NativeBatches:
 
     async def _record(self, row: UpstreamBatchRow, outcomes: list[ItemOutcome]) -> None:
         if outcomes:
-            await self._store.record_outcomes(row.owner, outcomes, clock.now_float())
+            # the provider bills these lines at its batch price
+            native = [replace(o, native=True) for o in outcomes]
+            await self._store.record_outcomes(
+                row.owner, native, clock.now_float(), self._accounting
+            )
 
     async def _retry_later(self, row: UpstreamBatchRow, error: UpstreamError) -> None:
         delay = min(self._settings.backoff_max_seconds, 2.0**row.failures)

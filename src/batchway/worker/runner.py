@@ -20,27 +20,56 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
 
 from batchway.config import Config
 from batchway.core import clock
 from batchway.core.models import BatchItem, ItemOutcome
+from batchway.core.quotas import Quotas
 from batchway.core.retry import RetryPolicy
 from batchway.core.routing import Router
 from batchway.core.states import BatchStatus, ItemState
+from batchway.core.tokens import estimate_tokens
 from batchway.providers.base import Provider
 from batchway.providers.registry import ProviderRegistry
 from batchway.store.blobs import BlobStore
 from batchway.store.sql import SqlStore
+from batchway.store.sql_items import LineAccounting
 from batchway.worker.executor import Executor
 from batchway.worker.finalizer import finalize_batch
 from batchway.worker.intake import validate_batch
 from batchway.worker.native import NativeBatches
 
-__all__ = ["Worker"]
+__all__ = ["LineBudgets", "Worker"]
 
 _MIN_PREFETCH = 256  # lines one claim may take: fewer claims per line at low concurrency
 
 log = logging.getLogger("batchway.worker")
+
+
+class LineBudgets(Protocol):
+    """Whether the key that owns a batch has used up its budget."""
+
+    async def exhausted(self, key_id: str) -> bool: ...
+
+
+def _budget_exceeded(item: BatchItem) -> ItemOutcome:
+    return ItemOutcome(
+        item_id=item.id,
+        state=ItemState.FAILED,
+        error_code="budget_exceeded",
+        error_message="The key's budget is used up: this line was not sent.",
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
@@ -91,6 +120,9 @@ class Worker:
         blobs: BlobStore,
         providers: ProviderRegistry,
         router: Router,
+        accounting: LineAccounting | None = None,
+        quotas: Quotas | None = None,
+        budgets: LineBudgets | None = None,
         worker_id: str | None = None,
     ) -> None:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -99,6 +131,9 @@ class Worker:
         self._store = store
         self._blobs = blobs
         self._router = router
+        self._accounting = accounting
+        self._quotas = quotas
+        self._budgets = budgets
         self._executor = Executor(
             providers,
             RetryPolicy(
@@ -114,6 +149,7 @@ class Worker:
             providers=providers,
             settings=self._settings,
             on_results=self._results_arrived,
+            accounting=accounting,
         )
         self._native_wake = asyncio.Event()
         self._outcomes: list[ItemOutcome] = []
@@ -235,16 +271,31 @@ class Worker:
             stopped = self._stopped.get(item.batch_id)
             if stopped is not None:
                 outcome = ItemOutcome(item_id=item.id, state=stopped)
+            elif self._budgets is not None and await self._budgets.exhausted(item.owner):
+                outcome = _budget_exceeded(item)
             else:
                 lane.running += 1
                 try:
-                    outcome = await self._executor.run(item)
+                    outcome = await self._run_within_quota(item)
                 finally:
                     lane.running -= 1
             self._outcomes.append(outcome)
             self._have_outcomes.set()
             if lane.hungry:
                 lane.wake.set()
+
+    async def _run_within_quota(self, item: BatchItem) -> ItemOutcome:
+        """Run a line once its provider's rate limits have room for it (batch share)."""
+        quotas = self._quotas
+        if quotas is None or not quotas.provider_limited(item.provider):
+            return await self._executor.run(item)
+        tokens = 0
+        if quotas.provider_counts_tokens(item.provider):
+            tokens = estimate_tokens(item.endpoint, _json_object(item.body))
+        ticket = await quotas.hold_provider(item.provider, tokens)
+        outcome = await self._executor.run(item)
+        await quotas.settle(ticket, outcome.usage.total_tokens)
+        return outcome
 
     async def _flusher(self) -> None:
         while True:
@@ -259,7 +310,9 @@ class Worker:
             return
         outcomes, self._outcomes = self._outcomes, []
         try:
-            touched = await self._store.record_outcomes(self.id, outcomes, clock.now_float())
+            touched = await self._store.record_outcomes(
+                self.id, outcomes, clock.now_float(), self._accounting
+            )
         except Exception:
             # keep them: the next flush tries again (the leases are still ours)
             log.exception("cannot record results", extra={"action": "flush_failed"})

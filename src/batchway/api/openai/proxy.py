@@ -19,11 +19,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from batchway.api.auth import authenticate
-from batchway.api.errors import client_error
-from batchway.api.openai.routes import parse_json
+from batchway.api.errors import client_error, error_label
+from batchway.api.interactive import Call, StreamTap, admit, usage_of_answer
+from batchway.api.openai.routes import parse_json_bytes
 from batchway.core.ids import new_request_id
+from batchway.core.models import Usage
+from batchway.core.ratelimit import Ticket
 from batchway.core.routing import Route as ModelRoute
-from batchway.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
+from batchway.errors import GatewayError, InvalidRequest, NotFound, RateLimited, UpstreamError
 from batchway.gateway import Gateway
 from batchway.providers._sse import sse_data
 
@@ -55,7 +58,8 @@ def _endpoint_handler(endpoint: str) -> Callable[[Request], Awaitable[Response]]
 async def _proxy(request: Request, endpoint: str) -> Response:
     gateway: Gateway = request.app.state.gateway
     principal = await authenticate(request, gateway.keys)
-    body = await parse_json(request)
+    raw = await request.body()
+    body = parse_json_bytes(raw)
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = body.get("model")
@@ -70,9 +74,16 @@ async def _proxy(request: Request, endpoint: str) -> Response:
             param="model",
             code="model_not_found",
         )
-    headers = {"x-request-id": new_request_id()}
+    call = await admit(
+        gateway, principal, endpoint, model, body, raw, {"x-request-id": new_request_id()}
+    )
     failure: GatewayError | None = None
     for route in _ordered(routes):
+        try:
+            ticket = await call.provider_slot(route)
+        except RateLimited as limited:
+            failure = limited  # this provider is full: the next route may have room
+            continue
         provider = gateway.providers[route.provider]
         upstream_body = orjson.dumps({**body, "model": route.model})
         try:
@@ -80,29 +91,49 @@ async def _proxy(request: Request, endpoint: str) -> Response:
                 chunks = provider.stream(endpoint, upstream_body)
                 first = await anext(chunks, b"")
                 return StreamingResponse(
-                    _relay(first, chunks),
+                    _relay(first, chunks, call, route, ticket),
                     media_type="text/event-stream",
-                    headers={**headers, "cache-control": "no-cache"},
+                    headers={**call.headers, "cache-control": "no-cache"},
                 )
             answer = await provider.send(endpoint, upstream_body)
-            return Response(answer.body, media_type="application/json", headers=headers)
         except UpstreamError as error:
+            gateway.metrics.upstream_error(route.provider, error_label(error))
             failure = client_error(error)
             if not error.retryable:
+                call.finish(
+                    route, ticket, usage=Usage(), status_code=error.status, response=error.body
+                )
                 break
+            continue
+        call.finish(
+            route,
+            ticket,
+            usage=usage_of_answer(answer.body),
+            status_code=answer.status,
+            response=answer.body,
+        )
+        return Response(answer.body, media_type="application/json", headers=call.headers)
     assert failure is not None
     raise failure
 
 
-async def _relay(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The stream as it comes; a failure half-way ends it with an error event."""
+async def _relay(
+    first: bytes, rest: AsyncIterator[bytes], call: Call, route: ModelRoute, ticket: Ticket | None
+) -> AsyncIterator[bytes]:
+    """The stream as it comes; a failure half-way ends it with an error event. Its usage
+    is read from its end."""
+    tap = StreamTap()
+    tap.feed(first)
     yield first
     try:
         async for chunk in rest:
+            tap.feed(chunk)
             yield chunk
     except UpstreamError as error:
         failure = client_error(error)
         yield sse_data({"error": {"message": failure.message, "type": failure.error_type}})
+    finally:
+        call.finish(route, ticket, usage=tap.usage(), status_code=200)
 
 
 async def list_models(request: Request) -> Response:

@@ -45,7 +45,10 @@ def _list_response(items: list[BaseModel], has_more: bool) -> Response:
 
 
 async def parse_json(request: Request) -> Any:
-    body = await request.body()
+    return parse_json_bytes(await request.body())
+
+
+def parse_json_bytes(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

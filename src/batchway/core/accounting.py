@@ -1,0 +1,133 @@
+"""Accounting: the price of every call, its request-log row, spend against budgets, metrics.
+
+Batch lines are priced and logged by the store in the transaction that records them (so a
+line is billed exactly once, even across a crash). Synchronous requests are logged here:
+queued in memory and written in bulk by a background task, off the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from batchway.config import LogConfig
+from batchway.core import clock
+from batchway.core.budgets import Budgets
+from batchway.core.models import RequestLog, Usage
+from batchway.core.pricing import PriceTable
+from batchway.core.routing import Router
+
+if TYPE_CHECKING:
+    from batchway.metrics import Metrics
+
+__all__ = ["Accounting", "LogSink"]
+
+log = logging.getLogger("batchway.accounting")
+
+_RETENTION_EVERY_SECONDS = 3600.0
+_MAX_QUEUED = 100_000  # logs kept while the database is unreachable, then the oldest go
+
+
+class LogSink(Protocol):
+    async def insert(self, logs: Sequence[RequestLog]) -> None: ...
+    async def delete_older_than(self, cutoff_ms: int) -> int: ...
+
+
+class Accounting:
+    """Prices calls, keeps spend per key, and writes request logs."""
+
+    def __init__(
+        self,
+        *,
+        router: Router,
+        prices: PriceTable,
+        budgets: Budgets,
+        metrics: Metrics,
+        sink: LogSink,
+        settings: LogConfig,
+    ) -> None:
+        self.budgets = budgets
+        self.record_bodies = settings.record_bodies
+        self._router = router
+        self._prices = prices
+        self._metrics = metrics
+        self._sink = sink
+        self._settings = settings
+        self._queue: list[RequestLog] = []
+        self._queued = asyncio.Event()
+
+    def price(
+        self, model: str, provider: str, usage: Usage, native: bool
+    ) -> tuple[float, str | None]:
+        """The cost of a call in USD (batch price if ``native``), and its upstream model."""
+        upstream = self._router.upstream_model(model, provider)
+        names = (model, upstream) if upstream is not None else (model,)
+        return self._prices.cost(names, usage, batch=native), upstream
+
+    def logged(self, logs: Sequence[RequestLog]) -> None:
+        """Logs that were written (batch lines) or queued (interactive): count them."""
+        for entry in logs:
+            self.budgets.add(entry.key_id, entry.cost_usd)
+            self._metrics.request(
+                entry.kind,
+                entry.model,
+                entry.provider,
+                entry.status,
+                entry.latency_ms / 1000 if entry.latency_ms is not None else None,
+                entry.usage.input_tokens,
+                entry.usage.output_tokens,
+                entry.cost_usd,
+            )
+
+    def interactive(self, entry: RequestLog) -> None:
+        """Log a synchronous request; it is written to the database shortly after."""
+        if len(self._queue) >= _MAX_QUEUED:
+            del self._queue[: len(self._queue) // 10]
+            log.warning("request logs are piling up", extra={"action": "logs_dropped"})
+        self._queue.append(entry)
+        self._queued.set()
+        self.logged((entry,))
+
+    async def flush(self) -> None:
+        """Write what is queued (and keep it queued if the database refuses)."""
+        if not self._queue:
+            return
+        batch, self._queue = self._queue, []
+        try:
+            await self._sink.insert(batch)
+        except Exception:
+            log.exception("cannot write request logs", extra={"action": "logs_failed"})
+            self._queue = batch + self._queue
+            raise
+
+    async def run(self) -> None:
+        """Write queued logs every few hundred milliseconds and apply the retention."""
+        await self._apply_retention()
+        next_retention = clock.now_float() + _RETENTION_EVERY_SECONDS
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_RETENTION_EVERY_SECONDS):
+                    await self._queued.wait()
+            self._queued.clear()
+            await asyncio.sleep(self._settings.flush_interval_seconds)
+            with contextlib.suppress(Exception):  # logged in flush; retried next round
+                await self.flush()
+            if clock.now_float() >= next_retention:
+                next_retention = clock.now_float() + _RETENTION_EVERY_SECONDS
+                await self._apply_retention()
+
+    async def _apply_retention(self) -> None:
+        days = self._settings.retention_days
+        if days is None:
+            return
+        cutoff = int((clock.now_float() - days * 86400) * 1000)
+        try:
+            removed = await self._sink.delete_older_than(cutoff)
+        except Exception:
+            log.exception("cannot apply log retention", extra={"action": "retention_failed"})
+            return
+        if removed:
+            log.info("removed old request logs", extra={"action": "retention", "rows": removed})

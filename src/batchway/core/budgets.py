@@ -1,0 +1,166 @@
+"""Budgets: what each key has spent, read from the request logs and kept in memory.
+
+A key's spend is read from the database when first needed and again every few seconds
+(so that several gateway processes see each other's spending), and in between grows by
+what this process records. A budget may reset every day or month (UTC).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import orjson
+
+from batchway.core import clock
+from batchway.core.models import BudgetPeriod, Principal, Usage
+from batchway.core.pricing import PriceTable
+from batchway.core.routing import Router
+from batchway.core.tokens import estimate_input_tokens
+from batchway.errors import BudgetExceeded
+
+__all__ = [
+    "BatchCostCheck",
+    "Budgets",
+    "KeyLookup",
+    "OwnerBudgets",
+    "SpendRepository",
+    "jsonl_lines",
+    "period_start_ms",
+]
+
+
+class SpendRepository(Protocol):
+    async def spent(self, key_id: str, since_ms: int | None) -> float: ...
+
+
+class KeyLookup(Protocol):
+    async def principal_by_id(self, key_id: str) -> Principal | None: ...
+
+
+def period_start_ms(period: BudgetPeriod | None, now: float) -> int | None:
+    """When the current budget period began (epoch ms, UTC); None for a lifetime budget."""
+    if period is None:
+        return None
+    today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today if period == "day" else today.replace(day=1)
+    return int(start.timestamp() * 1000)
+
+
+@dataclass(slots=True)
+class _Spend:
+    since_ms: int | None
+    stored: float  # as last read from the database
+    added: float  # recorded by this process since that read
+    read_at: float  # time.monotonic() of the read
+
+
+class Budgets:
+    """Remaining budget per key, without a database read per request."""
+
+    def __init__(self, spend: SpendRepository, refresh_seconds: float = 2.0) -> None:
+        self._spend = spend
+        self._refresh = refresh_seconds
+        self._known: dict[str, _Spend] = {}
+
+    async def remaining(self, principal: Principal) -> float | None:
+        """USD left in the key's budget (may be negative); None when it has no budget."""
+        if principal.budget_usd is None:
+            return None
+        since = period_start_ms(principal.budget_period, clock.now_float())
+        entry = self._known.get(principal.key_id)
+        if (
+            entry is None
+            or entry.since_ms != since
+            or time.monotonic() - entry.read_at > self._refresh
+        ):
+            stored = await self._spend.spent(principal.key_id, since)
+            entry = _Spend(since_ms=since, stored=stored, added=0.0, read_at=time.monotonic())
+            self._known[principal.key_id] = entry
+        return principal.budget_usd - entry.stored - entry.added
+
+    async def exhausted(self, principal: Principal) -> bool:
+        remaining = await self.remaining(principal)
+        return remaining is not None and remaining <= 0
+
+    def add(self, key_id: str, cost_usd: float) -> None:
+        """This process recorded ``cost_usd`` of spending for a key."""
+        entry = self._known.get(key_id)
+        if entry is not None and cost_usd:
+            entry.added += cost_usd
+
+
+class OwnerBudgets:
+    """Budgets as the batch worker asks about them: by the id of the key owning a batch."""
+
+    def __init__(self, budgets: Budgets, keys: KeyLookup) -> None:
+        self._budgets = budgets
+        self._keys = keys
+
+    async def exhausted(self, key_id: str) -> bool:
+        principal = await self._keys.principal_by_id(key_id)
+        return principal is not None and await self._budgets.exhausted(principal)
+
+
+class BatchCostCheck:
+    """Refuses a batch whose estimated cost is more than its key's remaining budget.
+
+    The estimate is the price of the batch's input tokens at the normal price: a floor of
+    what it will cost, so that a batch refused here could never have finished within the
+    budget. Lines that would go past the budget while it runs end ``budget_exceeded``.
+    """
+
+    def __init__(self, budgets: Budgets, prices: PriceTable, router: Router) -> None:
+        self._budgets = budgets
+        self._prices = prices
+        self._router = router
+
+    async def check(
+        self, principal: Principal, endpoint: str, lines: AsyncIterable[bytes] | Iterable[bytes]
+    ) -> None:
+        remaining = await self._budgets.remaining(principal)
+        if remaining is None:
+            return
+        cost = 0.0
+        if isinstance(lines, AsyncIterable):
+            async for line in lines:
+                cost += self._line_cost(endpoint, line)
+        else:
+            for line in lines:
+                cost += self._line_cost(endpoint, line)
+        if cost > remaining:
+            raise BudgetExceeded(
+                f"The batch's estimated cost (${cost:.4f} for its input tokens alone) is more "
+                f"than the ${max(remaining, 0.0):.4f} left in this key's budget.",
+                code="budget_exceeded",
+            )
+
+    def _line_cost(self, endpoint: str, line: bytes) -> float:
+        try:
+            parsed = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return 0.0  # the worker's validation reports it
+        body = parsed.get("body") if isinstance(parsed, dict) else None
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(model, str):
+            return 0.0
+        route = self._router.route(model)
+        names = (model, route.model) if route is not None else (model,)
+        usage = Usage(input_tokens=estimate_input_tokens(endpoint, body))
+        return self._prices.cost(names, usage, batch=False)
+
+
+async def jsonl_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The non-blank lines of a byte stream."""
+    rest = b""
+    async for chunk in chunks:
+        rest += chunk
+        *lines, rest = rest.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+    if rest.strip():
+        yield rest

@@ -1,0 +1,96 @@
+"""Quotas: the rate limits of gateway keys and of providers, over one ``RateLimiter``.
+
+Keys limit synchronous traffic (requests and tokens per minute, tokens per hour). Providers
+limit everything sent to them: interactive requests may use all of a provider's limit,
+batch lines only ``1 - interactive_share`` of it, so a big batch fills spare capacity
+without starving live users. Token charges are estimates, settled to the real usage after
+the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from batchway.config import Config
+from batchway.core.models import Principal
+from batchway.core.ratelimit import Decision, Limit, RateLimiter, Ticket, hold
+
+__all__ = ["Quotas"]
+
+_MINUTE = 60.0
+_HOUR = 3600.0
+
+Charges = Sequence[tuple[Limit, int]]
+
+
+class Quotas:
+    """Checks and charges keys' and providers' rate limits."""
+
+    def __init__(self, limiter: RateLimiter, config: Config) -> None:
+        self._limiter = limiter
+        self._providers: dict[str, tuple[Limit | None, Limit | None, float]] = {
+            name: (
+                Limit("requests", p.rpm, p.rate_window_seconds) if p.rpm else None,
+                Limit("tokens", p.tpm, p.rate_window_seconds) if p.tpm else None,
+                1.0 - p.interactive_share,
+            )
+            for name, p in config.providers.items()
+        }
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether any provider has a token limit (requests then need a token estimate)."""
+        return any(tpm is not None for _, tpm, _ in self._providers.values())
+
+    def provider_counts_tokens(self, provider: str) -> bool:
+        limits = self._providers.get(provider)
+        return limits is not None and limits[1] is not None
+
+    def provider_limited(self, provider: str) -> bool:
+        limits = self._providers.get(provider)
+        return limits is not None and (limits[0] is not None or limits[1] is not None)
+
+    def _provider_charges(self, provider: str, tokens: int) -> list[tuple[Limit, int]]:
+        rpm, tpm, _ = self._providers[provider]
+        charges = [(rpm, 1)] if rpm is not None else []
+        if tpm is not None:
+            charges.append((tpm, tokens))
+        return charges
+
+    async def check_key(self, principal: Principal, tokens: int) -> Decision | None:
+        """Charge a synchronous request to its key; None when the key has no limits."""
+        charges: list[tuple[Limit, int]] = []
+        if principal.rpm is not None:
+            charges.append((Limit("requests", principal.rpm, _MINUTE), 1))
+        if principal.tpm is not None:
+            charges.append((Limit("tokens", principal.tpm, _MINUTE), tokens))
+        if principal.tph is not None:
+            charges.append((Limit("tokens", principal.tph, _HOUR), tokens))
+        if not charges:
+            return None
+        return await self._limiter.acquire(f"key:{principal.key_id}", charges)
+
+    async def check_provider(self, provider: str, tokens: int) -> Decision | None:
+        """Charge an interactive request to its provider (all of its limit is open to it)."""
+        if not self.provider_limited(provider):
+            return None
+        return await self._limiter.acquire(
+            f"provider:{provider}", self._provider_charges(provider, tokens)
+        )
+
+    async def hold_provider(self, provider: str, tokens: int) -> Ticket | None:
+        """Wait until a batch line may go to its provider, within the batch share."""
+        if not self.provider_limited(provider):
+            return None
+        share = self._providers[provider][2]
+        return await hold(
+            self._limiter,
+            f"provider:{provider}",
+            self._provider_charges(provider, tokens),
+            share=share,
+        )
+
+    async def settle(self, ticket: Ticket | None, tokens: int) -> None:
+        """Correct the token charges of a call to what it really used."""
+        if ticket is not None and any(limit.unit == "tokens" for limit, _, _ in ticket.charges):
+            await self._limiter.settle(ticket, tokens)

@@ -1,0 +1,234 @@
+"""Request logs: one row per upstream call outcome, and the questions asked of them
+(listings, usage over time, a key's spending, retention).
+
+Usage buckets are ``created_at_ms`` divided by the bucket width: integer division of a
+BIGINT by an integer literal, which truncates the same way on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, case, delete, func, insert, literal_column, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from batchway.core.analytics import (
+    INTERVAL_MS,
+    LogFilter,
+    UsageQuery,
+    UsageReport,
+    UsageRow,
+    UsageTotals,
+)
+from batchway.core.models import Page, RequestLog, Usage
+from batchway.store.sql import SqlStore
+from batchway.store.tables import request_logs
+
+__all__ = ["DELETE_CHUNK", "SqlRequestLogs"]
+
+# rows deleted per transaction, so that retention never holds the write lock for long
+DELETE_CHUNK = 10_000
+
+_GROUP_COLUMNS = {
+    "key": request_logs.c.key_id,
+    "model": request_logs.c.model,
+    "provider": request_logs.c.provider,
+}
+_ALL = list(request_logs.c)
+_WITHOUT_BODIES = [c for c in _ALL if c.name not in ("request_body", "response_body")]
+
+
+def _values(log: RequestLog) -> dict[str, Any]:
+    return {
+        "created_at_ms": log.created_at_ms,
+        "kind": log.kind,
+        "key_id": log.key_id,
+        "model": log.model,
+        "provider": log.provider,
+        "upstream_model": log.upstream_model,
+        "endpoint": log.endpoint,
+        "batch_id": log.batch_id,
+        "custom_id": log.custom_id,
+        "item_id": log.item_id,
+        "status": log.status,
+        "status_code": log.status_code,
+        "error_code": log.error_code,
+        "input_tokens": log.usage.input_tokens,
+        "cached_tokens": log.usage.cached_tokens,
+        "output_tokens": log.usage.output_tokens,
+        "latency_ms": log.latency_ms,
+        "cost_usd": log.cost_usd,
+        "retries": log.retries,
+        "request_id": log.request_id,
+        "request_body": log.request_body,
+        "response_body": log.response_body,
+    }
+
+
+def _log(row: Any, bodies: bool) -> RequestLog:
+    return RequestLog(
+        id=row.id,
+        created_at_ms=row.created_at_ms,
+        kind=row.kind,
+        key_id=row.key_id,
+        model=row.model,
+        provider=row.provider,
+        upstream_model=row.upstream_model,
+        endpoint=row.endpoint,
+        batch_id=row.batch_id,
+        custom_id=row.custom_id,
+        item_id=row.item_id,
+        status=row.status,
+        status_code=row.status_code,
+        error_code=row.error_code,
+        usage=Usage(
+            input_tokens=row.input_tokens,
+            cached_tokens=row.cached_tokens,
+            output_tokens=row.output_tokens,
+        ),
+        latency_ms=row.latency_ms,
+        cost_usd=row.cost_usd,
+        retries=row.retries,
+        request_id=row.request_id,
+        request_body=row.request_body if bodies else None,
+        response_body=row.response_body if bodies else None,
+    )
+
+
+def _matching(filters: LogFilter) -> list[ColumnElement[bool]]:
+    t = request_logs.c
+    conditions: list[ColumnElement[bool]] = []
+    for column, value in (
+        (t.key_id, filters.key_id),
+        (t.model, filters.model),
+        (t.provider, filters.provider),
+        (t.batch_id, filters.batch_id),
+        (t.status, filters.status),
+        (t.kind, filters.kind),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if filters.since_ms is not None:
+        conditions.append(t.created_at_ms >= filters.since_ms)
+    if filters.until_ms is not None:
+        conditions.append(t.created_at_ms < filters.until_ms)
+    return conditions
+
+
+class SqlRequestLogs:
+    """The request-log statements, on the same database as ``SqlStore``."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    async def insert(self, logs: Sequence[RequestLog]) -> None:
+        """Store ``logs`` in one statement (their ``id`` is ignored: the database assigns it)."""
+        if not logs:
+            return
+        async with self._store._write() as conn:
+            await conn.execute(insert(request_logs), [_values(log) for log in logs])
+
+    async def query(
+        self,
+        filters: LogFilter,
+        *,
+        limit: int,
+        before_id: int | None,
+        bodies: bool = True,
+    ) -> Page[RequestLog]:
+        """Logs matching ``filters``, newest first; ``before_id`` (the last id of the previous
+        page) pages to older ones. ``bodies=False`` leaves the bodies unread."""
+        conditions = _matching(filters)
+        if before_id is not None:
+            conditions.append(request_logs.c.id < before_id)
+        columns = _ALL if bodies else _WITHOUT_BODIES
+        async with self._store._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(*columns)
+                    .where(*conditions)
+                    .order_by(request_logs.c.id.desc())
+                    .limit(limit + 1)
+                )
+            ).all()
+        return Page(items=[_log(r, bodies) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def usage(self, query: UsageQuery) -> UsageReport:
+        """Calls, tokens, cost and errors per time bucket, kind of call and (optionally) key,
+        model or provider, oldest bucket first."""
+        t = request_logs.c
+        # a literal, not a bound parameter: PostgreSQL matches the GROUP BY expression
+        # to the selected one only when both are written the same way
+        width = literal_column(str(INTERVAL_MS[query.interval]), BigInteger)
+        bucket = (t.created_at_ms // width) * width
+        group = _GROUP_COLUMNS[query.group_by] if query.group_by is not None else None
+        keys: list[ColumnElement[Any]] = [bucket, *([group] if group is not None else []), t.kind]
+        statement = (
+            select(
+                *keys,
+                func.count().label("requests"),
+                func.sum(t.input_tokens).label("input_tokens"),
+                func.sum(t.cached_tokens).label("cached_tokens"),
+                func.sum(t.output_tokens).label("output_tokens"),
+                func.sum(t.cost_usd).label("cost_usd"),
+                func.sum(case((t.status != "succeeded", 1), else_=0)).label("errors"),
+            )
+            .where(
+                *_matching(
+                    LogFilter(key_id=query.key_id, since_ms=query.since_ms, until_ms=query.until_ms)
+                )
+            )
+            .group_by(*keys)
+            .order_by(*keys)
+        )
+        async with self._store._read() as conn:
+            rows = (await conn.execute(statement)).all()
+        return UsageReport.of(
+            query,
+            (
+                UsageRow(
+                    bucket_start_ms=int(row[0]),
+                    group=row[1] if group is not None else None,
+                    kind=row.kind,
+                    totals=UsageTotals(
+                        requests=int(row.requests),
+                        # PostgreSQL sums integers as NUMERIC or BIGINT
+                        input_tokens=int(row.input_tokens),
+                        cached_tokens=int(row.cached_tokens),
+                        output_tokens=int(row.output_tokens),
+                        cost_usd=float(row.cost_usd),
+                        errors=int(row.errors),
+                    ),
+                )
+                for row in rows
+            ),
+        )
+
+    async def spent(self, key_id: str, since_ms: int | None) -> float:
+        """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None."""
+        conditions = _matching(LogFilter(key_id=key_id, since_ms=since_ms))
+        async with self._store._read() as conn:
+            value = (
+                await conn.execute(select(func.sum(request_logs.c.cost_usd)).where(*conditions))
+            ).scalar()
+        return float(value or 0.0)
+
+    async def delete_older_than(self, cutoff_ms: int, *, chunk: int = DELETE_CHUNK) -> int:
+        """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction; returns
+        how many went."""
+        oldest = (
+            select(request_logs.c.id)
+            .where(request_logs.c.created_at_ms < cutoff_ms)
+            .order_by(request_logs.c.id)
+            .limit(chunk)
+        )
+        deleted = 0
+        while True:
+            async with self._store._write() as conn:
+                result = await conn.execute(
+                    delete(request_logs).where(request_logs.c.id.in_(oldest))
+                )
+            deleted += result.rowcount
+            if result.rowcount < chunk:
+                return deleted
