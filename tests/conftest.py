@@ -28,6 +28,7 @@ from batchway.testing import FakeUpstream, ServerHandle, serve_in_thread
 
 T = TypeVar("T")
 
+REDIS_URL = os.environ.get("BATCHWAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("BATCHWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
 FAKE_MODELS = [
@@ -64,6 +65,23 @@ def postgres_available() -> bool:
     if os.environ.get("CI") == "true":
         pytest.fail(problem)
     return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Redis for the shared rate limiter; skipped when unreachable, except under CI."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
+    finally:
+        client.close()
+    return REDIS_URL
 
 
 async def _postgres_admin(sql: str) -> None:
@@ -248,6 +266,7 @@ def make_gateway(
         return RunningGateway(handle=handle, app=app, fake=fake)
 
     fake.clear()
+    fake.limit_rate(None)
     try:
         yield start
     finally:

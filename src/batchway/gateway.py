@@ -18,6 +18,7 @@ from batchway.core.pricing import PriceTable
 from batchway.core.quotas import Quotas
 from batchway.core.ratelimit import RateLimiter
 from batchway.core.routing import Router
+from batchway.core.tokens import text_counter
 from batchway.metrics import Metrics
 from batchway.providers.registry import ProviderRegistry
 from batchway.store.blobs import BlobStore, open_blob_store
@@ -82,9 +83,10 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
         router=router,
         accounting=accounting,
         quotas=quotas,
-        budgets=OwnerBudgets(budgets, keys),
+        budgets=OwnerBudgets(budgets, keys, prices, router),
     )
     files = FileService(store, blobs, config.limits)
+    await asyncio.to_thread(text_counter)  # a local tiktoken encoding loads once, now
     log_writer = asyncio.create_task(accounting.run(), name="request-logs")
     try:
         yield Gateway(

@@ -19,11 +19,14 @@ import openai
 import pytest
 import yaml
 
+from batchway.config import WorkerConfig
 from tests.conftest import gateway_config
 from tests.helpers import chat_line, jsonl, read_results, unique, upload
 
 LINES = 2000
 CONCURRENCY = 32
+FLUSH_MAX_ITEMS = WorkerConfig().flush_max_items
+PRICE_INPUT, PRICE_OUTPUT = 3.0, 15.0  # USD per million tokens
 
 
 def _free_port() -> int:
@@ -109,6 +112,7 @@ def crashable(database_url: str, tmp_path: Path, fake_upstream) -> Iterator[Gate
         upstream.url,
         providers={"fake": {"max_concurrency": CONCURRENCY, "timeout_seconds": 10}},
         worker={"enabled": True, "lease_seconds": 2, "max_attempts": 5},
+        prices={"fake-slow": {"input": PRICE_INPUT, "output": PRICE_OUTPUT}},
     )
     config_path = tmp_path / "batchway.yaml"
     config_path.write_text(yaml.safe_dump(config))
@@ -188,7 +192,7 @@ def test_kill_9_mid_batch_loses_and_repeats_nothing(
     assert all(sent_before_restart[prompt] == 1 for prompt in repeated)
     assert not {f"{tag}:{line.removeprefix('line-')}" for line in recorded} & repeated
     # in flight: the calls under way plus the results waiting for their bulk write
-    assert len(repeated) <= 4 * CONCURRENCY, len(repeated)
+    assert len(repeated) <= CONCURRENCY + FLUSH_MAX_ITEMS, len(repeated)
 
     # billed once: the batch's token totals are exactly the sum over its output lines
     assert batch.usage is not None
@@ -198,3 +202,59 @@ def test_kill_9_mid_batch_loses_and_repeats_nothing(
     assert batch.usage.output_tokens == sum(
         r.response.body["usage"]["completion_tokens"] for r in output if r.response
     )
+
+    # priced once: the request logs hold one row per line, and analytics, logs and the
+    # lines' own usage agree on the cost
+    admin = {"authorization": "Bearer admin-secret"}
+    rows = _all_log_rows(crashable.base_url, batch.id)
+    assert sorted(row["custom_id"] for row in rows) == sorted(f"line-{i}" for i in range(LINES))
+    expected = (
+        sum(
+            r.response.body["usage"]["prompt_tokens"] * PRICE_INPUT
+            + r.response.body["usage"]["completion_tokens"] * PRICE_OUTPUT
+            for r in output
+            if r.response
+        )
+        / 1_000_000
+    )
+    logged = sum(row["cost_usd"] for row in rows)
+    usage = httpx.get(f"{crashable.base_url}/admin/usage", headers=admin).json()
+    assert usage["totals"]["batch"]["requests"] == LINES
+    assert logged == pytest.approx(expected, rel=1e-9)
+    assert usage["totals"]["batch"]["cost_usd"] == pytest.approx(expected, rel=1e-9)
+    assert _line_costs(database_url) == pytest.approx(expected, rel=1e-9)
+
+
+def _all_log_rows(base_url: str, batch_id: str) -> list[dict]:
+    rows: list[dict] = []
+    after = None
+    while True:
+        params = {"batch": batch_id, "limit": 1000, **({"after": after} if after else {})}
+        page = httpx.get(
+            f"{base_url}/admin/logs",
+            params=params,
+            headers={"authorization": "Bearer admin-secret"},
+        ).json()
+        rows += page["data"]
+        if not page["has_more"]:
+            return rows
+        after = page["last_id"]
+
+
+def _line_costs(database_url: str) -> float:
+    from sqlalchemy import func, select
+
+    from batchway.config import Config
+    from batchway.store.sql import create_engine
+    from batchway.store.tables import batch_items
+
+    async def read() -> float:
+        engine = create_engine(Config(database=database_url).async_database_url)
+        try:
+            async with engine.connect() as conn:
+                total = await conn.scalar(select(func.sum(batch_items.c.cost_usd)))
+                return float(total or 0.0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())

@@ -39,6 +39,7 @@ def fake(served: tuple[FakeUpstream, ServerHandle]) -> Iterator[FakeUpstream]:
     upstream.timeout_seconds = defaults.timeout_seconds
     upstream.retry_after = defaults.retry_after
     upstream.record_bodies = defaults.record_bodies
+    upstream.rate_limit = defaults.rate_limit
 
 
 @pytest.fixture
@@ -548,6 +549,182 @@ def test_max_in_flight_is_one_for_sequential_requests(client: OpenAI, fake: Fake
 def test_wait_for_requests_times_out(fake: FakeUpstream) -> None:
     assert fake.wait_for_requests(1, timeout=0.01) is False
     assert fake.wait_idle(timeout=0.01) is True
+
+
+# -- arrivals and the rate limit -----------------------------------------------------------------
+
+
+def chat(http: httpx.Client, prompt: str = "hi", model: str = "fake-ok") -> httpx.Response:
+    return http.post("/v1/chat/completions", json={"model": model, "messages": user(prompt)})
+
+
+def busiest(times: list[float], seconds: float) -> int:
+    """The brute-force answer to max_in_window: windows (t - seconds, t] ending on an arrival."""
+    return max((sum(1 for u in times if 0 <= t - u < seconds) for t in times), default=0)
+
+
+def test_arrivals_count_inference_requests_only(http: httpx.Client, fake: FakeUpstream) -> None:
+    chat(http, "a")
+    http.post("/completions", json={"model": "fake-ok", "prompt": "b"})
+    http.post("/v1/embeddings", json={"model": "fake-ok", "input": "c"})
+    http.post("/v1/responses", json={"model": "fake-ok", "input": "d"})
+    http.post("/v1/chat/completions", content=b"{not json")  # an inference route all the same
+    http.get("/v1/models")
+    http.get("/v1/chat/completions")
+    http.post("/v1/nope", json={})
+
+    assert fake.arrivals == 5
+    assert fake.count() == 8
+    assert fake.max_in_window(60) == 5
+    assert fake.rejected_429 == 0
+
+
+def test_max_in_window_matches_brute_force(http: httpx.Client, fake: FakeUpstream) -> None:
+    for prompt in "abcdef":
+        chat(http, prompt)
+    # The fake's own arrival times, so the windows below are exact whatever the timing was.
+    times = [r.time for r in fake.requests]
+    gaps = [b - a for a in times for b in times if b > a]
+
+    assert fake.max_in_window(60) == 6
+    assert fake.max_in_window(min(gaps)) == 1
+    assert fake.max_in_window(max(gaps)) == 5  # half-open: first and last never share one
+    for seconds in gaps:
+        assert fake.max_in_window(seconds) == busiest(times, seconds)
+        assert fake.max_in_window(seconds * 1.0001) == busiest(times, seconds * 1.0001)
+
+
+def test_max_in_window_needs_a_positive_window(fake: FakeUpstream) -> None:
+    assert fake.max_in_window(1) == 0
+    with pytest.raises(ValueError, match="positive"):
+        fake.max_in_window(0)
+
+
+def test_rate_limit_answers_429_with_retry_after(http: httpx.Client, fake: FakeUpstream) -> None:
+    fake.limit_rate(3, 60)
+    responses = [chat(http, str(i)) for i in range(5)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200, 429, 429]
+    rejected = responses[3]
+    assert_error_envelope(rejected, 429, "requests")
+    assert rejected.json()["error"]["code"] == "rate_limit_exceeded"
+    # A slot frees when the first arrival leaves the 60 s window, rounded up to the ms.
+    records = fake.requests
+    expected = records[0].time + 60 - records[3].time
+    retry_after = rejected.headers["retry-after"]
+    assert len(retry_after.partition(".")[2]) <= 3
+    assert expected <= float(retry_after) <= expected + 0.001
+    assert retry_after in rejected.json()["error"]["message"]
+    assert fake.rejected_429 == 2
+    assert fake.arrivals == 3
+    assert fake.max_in_window(60) == 3
+    assert fake.count() == 5  # rejected requests are still recorded
+
+
+def test_rate_limit_through_the_sdk(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.rate_limit = (1, 60.0)
+    client.embeddings.create(model="fake-ok", input="first")
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="fake-ok", messages=user("second"))
+
+    assert caught.value.code == "rate_limit_exceeded"
+    assert 59 < float(caught.value.response.headers["retry-after"]) <= 60
+    assert fake.rejected_429 == 1
+
+
+def test_rate_limit_leaves_other_routes_alone(http: httpx.Client, fake: FakeUpstream) -> None:
+    fake.limit_rate(1)
+    chat(http)
+
+    assert chat(http).status_code == 429
+    assert http.get("/v1/models").status_code == 200
+    assert http.post("/v1/nope", json={}).status_code == 404
+    assert fake.rejected_429 == 1
+
+
+def test_rate_limit_comes_before_the_behaviours(http: httpx.Client, fake: FakeUpstream) -> None:
+    fake.limit_rate(2)
+    first = chat(http, "p", model="fake-429-then-ok")  # the behaviour's 429: an arrival
+    second = chat(http, "p", model="fake-429-then-ok")
+    third = chat(http, "p", model="fake-500")
+
+    assert (first.status_code, second.status_code, third.status_code) == (429, 200, 429)
+    assert first.headers["retry-after"] == fake.retry_after
+    assert third.json()["error"]["code"] == "rate_limit_exceeded"
+    assert (fake.arrivals, fake.rejected_429) == (2, 1)
+
+
+def test_concurrent_requests_respect_the_limit(client: OpenAI, fake: FakeUpstream) -> None:
+    fake.limit_rate(5, 60)
+
+    def ask(prompt: str) -> int:
+        try:
+            client.chat.completions.create(model="fake-ok", messages=user(prompt))
+        except openai.RateLimitError:
+            return 429
+        return 200
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(ask, [str(i) for i in range(20)]))
+
+    assert statuses.count(200) == 5
+    assert statuses.count(429) == 15
+    assert (fake.arrivals, fake.rejected_429, fake.max_in_window(60)) == (5, 15, 5)
+
+
+def test_the_window_rolls(http: httpx.Client, fake: FakeUpstream) -> None:
+    fake.limit_rate(1, 60)
+    chat(http)
+    assert chat(http).status_code == 429
+
+    # A new limit applies to the arrivals so far: the last one left a 1 µs window long ago.
+    fake.limit_rate(1, 1e-6)
+    assert chat(http).status_code == 200
+    assert (fake.arrivals, fake.rejected_429) == (2, 1)
+
+
+def test_lifting_the_limit(http: httpx.Client, fake: FakeUpstream) -> None:
+    fake.limit_rate(1)
+    chat(http)
+    assert chat(http).status_code == 429
+    fake.limit_rate(None)
+
+    assert fake.rate_limit is None
+    assert [chat(http).status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_clear_resets_arrivals_and_the_window(http: httpx.Client, fake: FakeUpstream) -> None:
+    fake.limit_rate(1)
+    chat(http)
+    chat(http)
+    fake.clear()
+
+    assert (fake.arrivals, fake.rejected_429, fake.max_in_window(60)) == (0, 0, 0)
+    assert fake.rate_limit == (1, 60.0)
+    assert chat(http).status_code == 200  # the window forgot the earlier arrival
+    assert chat(http).status_code == 429
+
+
+@pytest.mark.parametrize("limit", [(0, 60.0), (1, 0.0), (1, -1.0)])
+def test_a_rate_limit_must_be_positive(fake: FakeUpstream, limit: tuple[int, float]) -> None:
+    with pytest.raises(ValueError, match="rate limit"):
+        fake.rate_limit = limit
+    with pytest.raises(ValueError, match="rate limit"):
+        FakeUpstream(rate_limit=limit)
+
+    assert fake.rate_limit is None
+
+
+def test_rate_limit_from_the_constructor() -> None:
+    upstream = FakeUpstream(rate_limit=(2, 60.0))
+    with serve_in_thread(upstream) as handle, httpx.Client(base_url=handle.url) as session:
+        statuses = [
+            session.post("/embeddings", json={"model": "x", "input": "y"}).status_code
+            for _ in range(3)
+        ]
+
+    assert statuses == [200, 200, 429]
+    assert upstream.rejected_429 == 1
 
 
 # -- serve_in_thread -----------------------------------------------------------------------------

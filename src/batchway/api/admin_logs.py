@@ -63,7 +63,7 @@ CSV_COLUMNS = [
 def _logs(request: Request) -> SqlRequestLogs:
     gateway: Gateway = request.app.state.gateway
     authenticate_admin(request, gateway.keys)
-    return SqlRequestLogs(gateway.store)
+    return gateway.logs
 
 
 # -- query parameters -------------------------------------------------------------------

@@ -16,8 +16,6 @@ from batchway.cli.common import ConfigOption, console, load_settings, with_gatew
 from batchway.core import clock
 from batchway.core.analytics import LogFilter, UsageQuery, UsageReport, UsageTotals
 from batchway.core.models import Page, RequestLog
-from batchway.gateway import Gateway
-from batchway.store.logs import SqlRequestLogs
 
 __all__ = ["logs_command", "parse_since", "usage_command"]
 
@@ -61,10 +59,6 @@ def parse_since(value: str, now: float) -> int:
 
 def _since_ms(since: str | None) -> int | None:
     return parse_since(since, clock.now_float()) if since is not None else None
-
-
-def _logs(gateway: Gateway) -> SqlRequestLogs:
-    return SqlRequestLogs(gateway.store)
 
 
 def _time(ms: int) -> str:
@@ -132,7 +126,7 @@ def usage_command(
         since_ms=_since_ms(since),
         key_id=key,
     )
-    report = with_gateway(load_settings(config), lambda gateway: _logs(gateway).usage(query))
+    report = with_gateway(load_settings(config), lambda gateway: gateway.logs.usage(query))
     _print_usage(report)
 
 
@@ -189,6 +183,6 @@ def logs_command(
     )
     page = with_gateway(
         load_settings(config),
-        lambda gateway: _logs(gateway).query(filters, limit=limit, before_id=None, bodies=False),
+        lambda gateway: gateway.logs.query(filters, limit=limit, before_id=None, bodies=False),
     )
     _print_logs(page)

@@ -68,9 +68,9 @@ class Accounting:
         return self._prices.cost(names, usage, batch=native), upstream
 
     def logged(self, logs: Sequence[RequestLog]) -> None:
-        """Logs that were written (batch lines) or queued (interactive): count them."""
+        """Logs that were written (batch lines) or queued (interactive): count them. (The
+        worker counts a batch line's spend against its budget before it is written.)"""
         for entry in logs:
-            self.budgets.add(entry.key_id, entry.cost_usd)
             self._metrics.request(
                 entry.kind,
                 entry.model,
@@ -89,6 +89,7 @@ class Accounting:
             log.warning("request logs are piling up", extra={"action": "logs_dropped"})
         self._queue.append(entry)
         self._queued.set()
+        self.budgets.add(entry.key_id, entry.cost_usd)
         self.logged((entry,))
 
     async def flush(self) -> None:

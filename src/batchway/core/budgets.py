@@ -94,11 +94,22 @@ class Budgets:
 
 
 class OwnerBudgets:
-    """Budgets as the batch worker asks about them: by the id of the key owning a batch."""
+    """Budgets as the batch worker sees them: by the id of the key owning a batch.
 
-    def __init__(self, budgets: Budgets, keys: KeyLookup) -> None:
+    A line's cost counts against its key as soon as its answer arrives, before its result
+    is written, so that lines stop being started as soon as the budget is used up.
+    """
+
+    def __init__(self, budgets: Budgets, keys: KeyLookup, prices: PriceTable, router: Router):
         self._budgets = budgets
         self._keys = keys
+        self._prices = prices
+        self._router = router
+
+    def spend(self, key_id: str, model: str, provider: str, usage: Usage) -> None:
+        upstream = self._router.upstream_model(model, provider)
+        names = (model, upstream) if upstream is not None else (model,)
+        self._budgets.add(key_id, self._prices.cost(names, usage, batch=False))
 
     async def exhausted(self, key_id: str) -> bool:
         principal = await self._keys.principal_by_id(key_id)

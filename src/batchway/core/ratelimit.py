@@ -150,11 +150,6 @@ def charge_cap(limit: Limit, share: float) -> int:
     return math.floor(limit.limit * share + 1e-9)
 
 
-def _check_share(share: float) -> None:
-    if not 0.0 < share <= 1.0:
-        raise ValueError(f"share must be in (0, 1], not {share!r}")
-
-
 # what a backend saw of one window, before charging: (bucket the charge goes in, units in
 # the window, newest bucket in the window or None, and for a charge that does not fit the
 # bucket whose leaving lets it fit, else None)
@@ -170,35 +165,42 @@ def decide(subject: str, charges: Charges, now: float, views: Sequence[WindowVie
     """The decision for ``charges``, given what the backend saw of each window.
 
     The charge passes when every window has room. Otherwise it must wait for the slowest
-    window to free enough room.
+    window to free enough room. (On the hot path of every request: plain loops, no
+    generators.)
     """
+    states = []
+    allowed = True
+    for view in views:
+        if view[3] is not None:
+            allowed = False
+            break
+    if allowed:
+        for index, (bucket, used, _, _) in enumerate(views):
+            limit, amount = charges[index]
+            used += amount
+            states.append(_state(limit, used, bucket, now))
+        ticket = Ticket(
+            subject,
+            tuple([(limit, amount, views[i][0]) for i, (limit, amount) in enumerate(charges)]),
+        )
+        return Decision(True, 0.0, tuple(states), ticket)
     retry_after = 0.0
-    for (limit, _), (_, _, _, frees) in zip(charges, views, strict=True):
+    for index, (_, used, newest, frees) in enumerate(views):
+        limit = charges[index][0]
         if frees is not None:
             wait = bucket_leaves_at(limit, frees) - now
             if wait > retry_after:
                 retry_after = wait
-    allowed = all(view[3] is None for view in views)
-    states = []
-    for (limit, amount), (bucket, used, newest, _) in zip(charges, views, strict=True):
-        if allowed:
-            used += amount
-            newest = bucket
-        if used <= 0 or newest is None:
-            remaining, reset = limit.limit, 0.0
-        else:
-            remaining = limit.limit - used if used < limit.limit else 0
-            reset = bucket_leaves_at(limit, newest) - now
-        states.append(LimitState(limit, remaining, reset))
-    if not allowed:
-        return Decision(False, retry_after, tuple(states), None)
-    ticket = Ticket(
-        subject,
-        tuple(
-            (limit, amount, view[0]) for (limit, amount), view in zip(charges, views, strict=True)
-        ),
-    )
-    return Decision(True, 0.0, tuple(states), ticket)
+        states.append(_state(limit, used, newest, now))
+    return Decision(False, retry_after, tuple(states), None)
+
+
+def _state(limit: Limit, used: int, newest: int | None, now: float) -> LimitState:
+    if used <= 0 or newest is None:
+        return LimitState(limit, limit.limit, 0.0)
+    # a header hint, so the plain product will do (retry_after is the exact one)
+    reset = (newest + BUCKETS + 1) * (limit.seconds / BUCKETS) - now
+    return LimitState(limit, limit.limit - used if used < limit.limit else 0, reset)
 
 
 # -- the in-process backend -----------------------------------------------------------------
@@ -231,37 +233,48 @@ class MemoryRateLimiter:
         self, subject: str, charges: Sequence[tuple[Limit, int]], *, share: float = 1.0
     ) -> Decision:
         """See :meth:`RateLimiter.acquire`."""
-        _check_share(share)
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], not {share!r}")
         now = self._clock()
+        all_windows = self._windows
+        windows: list[_Window] = []
         views: list[WindowView] = []
         for limit, amount in charges:
             if amount < 0:
                 raise ValueError(f"a charge amount must be >= 0, not {amount}")
-            window = self._window(subject, limit)
-            bucket = bucket_index(limit, now)
+            key = (subject, limit.unit, limit.seconds)
+            window = all_windows.get(key)
+            if window is None:
+                window = all_windows[key] = _Window()
+            windows.append(window)
+            bucket = math.floor(now / (limit.seconds / BUCKETS))  # bucket_index, inlined
             order, amounts = window.order, window.amounts
             low = bucket - BUCKETS
             while order and order[0] < low:
                 window.used -= amounts.pop(order.popleft())
             used = window.used
-            newest = order[-1] if order else None
-            if newest is not None and newest > bucket:
+            if not order:
+                views.append((bucket, used, None, None))
+                continue
+            newest = order[-1]
+            if newest > bucket:
                 # the clock went back: charge the newest bucket, which stays longest
                 bucket = newest
             frees = None
-            cap = charge_cap(limit, share)
-            if not _fits(used, amount, cap):
+            cap = limit.limit if share == 1.0 else charge_cap(limit, share)
+            if not (amount == 0 or used <= 0 or used + amount <= cap):  # _fits, inlined
                 frees = _frees_at(window, used, amount, cap)
             views.append((bucket, used, newest, frees))
         decision = decide(subject, charges, now, views)
         if decision.allowed:
-            for (limit, amount), view in zip(charges, views, strict=True):
-                window = self._window(subject, limit)
-                bucket = view[0]
-                if bucket in window.amounts:
-                    window.amounts[bucket] += amount
+            for index, window in enumerate(windows):
+                amount = charges[index][1]
+                bucket = views[index][0]
+                amounts = window.amounts
+                if bucket in amounts:
+                    amounts[bucket] += amount
                 else:
-                    window.amounts[bucket] = amount
+                    amounts[bucket] = amount
                     window.order.append(bucket)
                 window.used += amount
         return decision
@@ -278,13 +291,6 @@ class MemoryRateLimiter:
 
     async def close(self) -> None:
         """Nothing to release."""
-
-    def _window(self, subject: str, limit: Limit) -> _Window:
-        key = (subject, limit.unit, limit.seconds)
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = _Window()
-        return window
 
 
 def _frees_at(window: _Window, used: int, amount: int, cap: int) -> int:

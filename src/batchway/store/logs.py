@@ -23,6 +23,7 @@ from batchway.core.analytics import (
 )
 from batchway.core.models import Page, RequestLog, Usage
 from batchway.store.sql import SqlStore
+from batchway.store.sql_items import log_row
 from batchway.store.tables import request_logs
 
 __all__ = ["DELETE_CHUNK", "SqlRequestLogs"]
@@ -37,33 +38,6 @@ _GROUP_COLUMNS = {
 }
 _ALL = list(request_logs.c)
 _WITHOUT_BODIES = [c for c in _ALL if c.name not in ("request_body", "response_body")]
-
-
-def _values(log: RequestLog) -> dict[str, Any]:
-    return {
-        "created_at_ms": log.created_at_ms,
-        "kind": log.kind,
-        "key_id": log.key_id,
-        "model": log.model,
-        "provider": log.provider,
-        "upstream_model": log.upstream_model,
-        "endpoint": log.endpoint,
-        "batch_id": log.batch_id,
-        "custom_id": log.custom_id,
-        "item_id": log.item_id,
-        "status": log.status,
-        "status_code": log.status_code,
-        "error_code": log.error_code,
-        "input_tokens": log.usage.input_tokens,
-        "cached_tokens": log.usage.cached_tokens,
-        "output_tokens": log.usage.output_tokens,
-        "latency_ms": log.latency_ms,
-        "cost_usd": log.cost_usd,
-        "retries": log.retries,
-        "request_id": log.request_id,
-        "request_body": log.request_body,
-        "response_body": log.response_body,
-    }
 
 
 def _log(row: Any, bodies: bool) -> RequestLog:
@@ -127,7 +101,7 @@ class SqlRequestLogs:
         if not logs:
             return
         async with self._store._write() as conn:
-            await conn.execute(insert(request_logs), [_values(log) for log in logs])
+            await conn.execute(insert(request_logs), [log_row(log) for log in logs])
 
     async def query(
         self,

@@ -83,7 +83,7 @@ for i = 1, #KEYS do
     local left = used
     for k = 1, #live do
       left = left - live[k][2]
-      if left + amount <= cap then
+      if left <= 0 or left + amount <= cap then
         frees = live[k][1]
         break
       end

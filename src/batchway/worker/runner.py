@@ -26,7 +26,7 @@ import orjson
 
 from batchway.config import Config
 from batchway.core import clock
-from batchway.core.models import BatchItem, ItemOutcome
+from batchway.core.models import BatchItem, ItemOutcome, Usage
 from batchway.core.quotas import Quotas
 from batchway.core.retry import RetryPolicy
 from batchway.core.routing import Router
@@ -53,6 +53,7 @@ class LineBudgets(Protocol):
     """Whether the key that owns a batch has used up its budget."""
 
     async def exhausted(self, key_id: str) -> bool: ...
+    def spend(self, key_id: str, model: str, provider: str, usage: Usage) -> None: ...
 
 
 def _budget_exceeded(item: BatchItem) -> ItemOutcome:
@@ -279,6 +280,8 @@ class Worker:
                     outcome = await self._run_within_quota(item)
                 finally:
                     lane.running -= 1
+                if self._budgets is not None and outcome.state is ItemState.SUCCEEDED:
+                    self._budgets.spend(item.owner, item.model, item.provider, outcome.usage)
             self._outcomes.append(outcome)
             self._have_outcomes.set()
             if lane.hungry:
