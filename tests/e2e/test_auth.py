@@ -28,7 +28,9 @@ KEY_FIELDS = {
     "models",
     "rpm",
     "tpm",
+    "tph",
     "budget_usd",
+    "budget_period",
     "revoked",
 }
 

@@ -28,6 +28,7 @@ from batchway.core.ratelimit import (
     RateLimiter,
     hold,
 )
+from batchway.errors import StoreError
 from batchway.store.ratelimits import open_rate_limiter
 from batchway.store.redis_ratelimit import RedisRateLimiter
 
@@ -361,6 +362,23 @@ async def test_an_empty_charge_list_is_allowed(limiter: RateLimiter) -> None:
     await limiter.settle(decision.ticket, 10)
 
 
+@pytest.mark.parametrize(
+    ("charges", "share", "problem"),
+    [
+        ([(RPM, 1)], 0.0, "share"),
+        ([(RPM, 1)], 1.5, "share"),
+        ([(TPM, 1), (RPM, -1)], 1.0, "amount"),
+    ],
+)
+async def test_bad_arguments_are_refused(
+    limiter: RateLimiter, charges: list[tuple[Limit, int]], share: float, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        await limiter.acquire("key:a", charges, share=share)
+
+    assert (await limiter.acquire("key:a", [(RPM, 0), (TPM, 0)])).states[1].remaining == 1000
+
+
 # -- settle ---------------------------------------------------------------------------------
 
 
@@ -622,8 +640,30 @@ async def test_redis_keys_expire_and_drop_old_buckets(
     minute, hourly = sorted(keys, key=lambda key: ttls[key])
     assert 60_000 < ttls[minute] <= 62_000
     assert 3_600_000 < ttls[hourly] <= 3_720_000
-    assert sizes[minute] <= BUCKETS + 1  # buckets that left the window were deleted
+    # buckets that left the window were deleted, a second (SKEW_MS) after
+    assert sizes[minute] <= BUCKETS + 2
     assert sizes[hourly] == 3  # 150 seconds of one-minute buckets
+
+
+async def test_a_redis_host_running_ahead_erases_nothing_others_count(
+    redis_available: bool, clock: FakeClock, prefix: str
+) -> None:
+    if not redis_available:
+        pytest.skip("Redis is not reachable")
+    ahead = RedisRateLimiter(REDIS_URL, prefix, clock=lambda: clock.now + 0.7)
+    behind = RedisRateLimiter(REDIS_URL, prefix, clock=clock)
+    try:
+        clock.now = START + 0.5
+        for _ in range(3):
+            assert (await behind.acquire("key:a", [(RPM, 1)])).allowed
+        clock.now = START + 60.5  # 61.2 for the host ahead: the first bucket has left for it
+
+        assert (await ahead.acquire("key:a", [(RPM, 1)])).allowed
+        assert not (await behind.acquire("key:a", [(RPM, 1)])).allowed
+    finally:
+        await ahead.close()
+        await behind.close()
+        await _delete_prefix(prefix)
 
 
 async def test_redis_settle_never_recreates_an_expired_window(
@@ -647,6 +687,15 @@ async def test_redis_settle_never_recreates_an_expired_window(
         await limiter.close()
         await _delete_prefix(prefix)
         await client.aclose()
+
+
+async def test_an_unreachable_redis_is_a_store_error() -> None:
+    limiter = RedisRateLimiter("redis://127.0.0.1:1/0", "x")  # nothing listens on port 1
+    try:
+        with pytest.raises(StoreError, match="Redis"):
+            await limiter.acquire("key:a", [(RPM, 1)])
+    finally:
+        await limiter.close()
 
 
 # -- choosing the backend -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ``batchway`` command: serve, worker, migrate, keys, demo, fake-upstream."""
+"""The ``batchway`` command: serve, worker, migrate, keys, usage, logs, demo, fake-upstream."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from batchway.cli.analytics import logs_command, usage_command
 from batchway.cli.common import ConfigOption, console
 from batchway.cli.common import load_settings as _config
 from batchway.cli.common import with_gateway as _with_gateway
@@ -183,6 +184,10 @@ def fake_upstream(
     from batchway.testing.fake_upstream import main
 
     main(host, port)
+
+
+app.command("usage")(usage_command)
+app.command("logs")(logs_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -175,15 +175,18 @@ def decide(subject: str, charges: Charges, now: float, views: Sequence[WindowVie
             allowed = False
             break
     if allowed:
-        for index, (bucket, used, _, _) in enumerate(views):
-            limit, amount = charges[index]
+        charged = []
+        # views has one entry per charge (the backends build it so): strict would only cost
+        for (limit, amount), (bucket, used, _, _) in zip(charges, views, strict=False):
+            charged.append((limit, amount, bucket))
             used += amount
-            states.append(_state(limit, used, bucket, now))
-        ticket = Ticket(
-            subject,
-            tuple([(limit, amount, views[i][0]) for i, (limit, amount) in enumerate(charges)]),
-        )
-        return Decision(True, 0.0, tuple(states), ticket)
+            if used <= 0:
+                states.append(LimitState(limit, limit.limit, 0.0))
+            else:  # as _state, inlined; the bucket just charged is the newest
+                reset = (bucket + BUCKETS + 1) * (limit.seconds / BUCKETS) - now
+                left = limit.limit - used if used < limit.limit else 0
+                states.append(LimitState(limit, left, reset))
+        return Decision(True, 0.0, tuple(states), Ticket(subject, tuple(charged)))
     retry_after = 0.0
     for index, (_, used, newest, frees) in enumerate(views):
         limit = charges[index][0]

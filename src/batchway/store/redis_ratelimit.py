@@ -6,8 +6,10 @@ Time arithmetic stays in Python (``batchway.core.ratelimit``): the script only s
 indices, so both backends decide alike and no float crosses into Lua.
 
 Time comes from each gateway host's clock. Hosts whose clocks are roughly in sync (NTP)
-are fine: a host running behind charges the newest bucket already present, which counts
-for longest, so skew errs towards refusing, never towards letting more through.
+are fine. A host running behind charges the newest bucket already present, which counts for
+longest. A host running ahead stops counting old buckets a little early (it may let through
+what the last ``skew`` seconds of a window would have refused), but buckets are only deleted
+``SKEW_MS`` after they left the window, so that it never erases what slower hosts still count.
 """
 
 from __future__ import annotations
@@ -33,22 +35,24 @@ from batchway.errors import StoreError
 
 __all__ = ["RedisRateLimiter"]
 
-SKEW_MS = 1000  # keys outlive their window by this much, for hosts whose clocks differ
+SKEW_MS = 1000  # buckets and keys outlive their window by this much, for skewed clocks
 
 # KEYS: one window hash per charge. ARGV: per charge, the current bucket, the oldest bucket
-# still in the window, the cap, the amount and the key's TTL in ms. Returns per charge: the
-# bucket charged, units in the window before, has-newest, newest bucket, fits, frees-at.
+# still in the window, the oldest bucket kept (older ones are deleted), the cap, the amount
+# and the key's TTL in ms. Returns per charge: the bucket charged, units in the window
+# before, has-newest, newest bucket, fits, frees-at.
 _ACQUIRE = """
 local out = {}
 local allowed = true
 local fields = {}
 for i = 1, #KEYS do
-  local a = (i - 1) * 5
+  local a = (i - 1) * 6
   local field = ARGV[a + 1]
   local bucket = tonumber(field)
   local low = tonumber(ARGV[a + 2])
-  local cap = tonumber(ARGV[a + 3])
-  local amount = tonumber(ARGV[a + 4])
+  local keep = tonumber(ARGV[a + 3])
+  local cap = tonumber(ARGV[a + 4])
+  local amount = tonumber(ARGV[a + 5])
   local flat = redis.call('HGETALL', KEYS[i])
   local live = {}
   local used = 0
@@ -56,9 +60,9 @@ for i = 1, #KEYS do
   local newest_field = nil
   for j = 1, #flat, 2 do
     local b = tonumber(flat[j])
-    if b < low then
+    if b < keep then
       redis.call('HDEL', KEYS[i], flat[j])
-    else
+    elseif b >= low then
       local v = tonumber(flat[j + 1])
       used = used + v
       live[#live + 1] = {b, v}
@@ -104,9 +108,9 @@ for i = 1, #KEYS do
 end
 if allowed then
   for i = 1, #KEYS do
-    local a = (i - 1) * 5
-    redis.call('HINCRBY', KEYS[i], fields[i], ARGV[a + 4])
-    redis.call('PEXPIRE', KEYS[i], ARGV[a + 5])
+    local a = (i - 1) * 6
+    redis.call('HINCRBY', KEYS[i], fields[i], ARGV[a + 5])
+    redis.call('PEXPIRE', KEYS[i], ARGV[a + 6])
   end
 end
 return out
@@ -156,9 +160,11 @@ class RedisRateLimiter:
             if amount < 0:
                 raise ValueError(f"a charge amount must be >= 0, not {amount}")
             bucket = bucket_index(limit, now)
-            ttl_ms = math.ceil(limit.seconds * (BUCKETS + 1) / BUCKETS * 1000) + SKEW_MS
+            width_ms = limit.seconds / BUCKETS * 1000
+            keep = bucket - BUCKETS - math.ceil(SKEW_MS / width_ms)
+            ttl_ms = math.ceil(width_ms * (BUCKETS + 1)) + SKEW_MS
             keys.append(self._key(subject, limit))
-            args += [bucket, bucket - BUCKETS, charge_cap(limit, share), amount, ttl_ms]
+            args += [bucket, bucket - BUCKETS, keep, charge_cap(limit, share), amount, ttl_ms]
         reply = await self._run(self._acquire, keys, args) if keys else []
         views: list[WindowView] = []
         for i in range(0, len(reply), 6):
