@@ -244,3 +244,34 @@ def test_sync_and_batch_usage_is_logged_and_totalled(make_gateway):
     metrics = httpx.get(f"{gw.base_url}/metrics").text
     assert 'batchway_requests_total{kind="batch"' in metrics
     assert "batchway_batch_lines" in metrics
+
+
+def test_bodies_are_logged_only_when_the_config_asks(make_gateway):
+    gw: RunningGateway = make_gateway(logs={"record_bodies": True})
+    _chat(gw.client(), prompt="keep this prompt")
+    gw.run(gw.gateway.accounting.flush())
+    [row] = httpx.get(f"{gw.base_url}/admin/logs", headers=ADMIN).json()["data"]
+    assert "keep this prompt" in row["request_body"]
+    assert "echo: keep this prompt" in row["response_body"]
+
+
+def test_retention_deletes_old_rows(make_gateway):
+    from batchway.core.models import RequestLog
+
+    gw: RunningGateway = make_gateway(logs={"retention_days": 1})
+    old = RequestLog(
+        created_at_ms=1_000,
+        kind="interactive",
+        key_id="key_old",
+        model="fake-ok",
+        provider="fake",
+        endpoint="/v1/chat/completions",
+        status="succeeded",
+    )
+    gw.run(gw.gateway.logs.insert([old]))
+    _chat(gw.client())
+    gw.run(gw.gateway.accounting.flush())
+    gw.run(gw.gateway.accounting.apply_retention())
+    rows = httpx.get(f"{gw.base_url}/admin/logs", headers=ADMIN).json()["data"]
+    assert [row["key_id"] for row in rows if row["key_id"] == "key_old"] == []
+    assert len(rows) == 1

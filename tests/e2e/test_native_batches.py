@@ -57,7 +57,7 @@ def native(make_gateway, openai_batches, azure_batches, anthropic_batches):
         api.polls_per_step = 1
         api.refuse_batches = 0
 
-    def start(batch: str = "native", **worker) -> RunningGateway:
+    def start(batch: str = "native", prices: dict | None = None, **worker) -> RunningGateway:
         gateway: RunningGateway = make_gateway(
             providers={
                 "oai": {
@@ -90,6 +90,7 @@ def native(make_gateway, openai_batches, azure_batches, anthropic_batches):
                 "claude-native-400": {"provider": "claude", "model": "fake-400"},
             },
             worker=worker,
+            prices=prices or {},
         )
         return gateway
 
@@ -394,3 +395,32 @@ def test_one_client_batch_across_providers_and_split_upstream(native, openai_bat
     assert [r.custom_id for r in output] == [f"n{i}" for i in range(7)] + ["x0", "x1", "x2"]
     assert len(fake.batches) == 3  # 7 lines, at most 3 per upstream batch
     assert gw.fake.count(model="fake-ok") == 3  # the other provider's lines ran as calls
+
+
+@pytest.mark.parametrize(("mode", "share"), [("native", 0.5), ("execute", 1.0)])
+def test_native_lines_are_priced_at_the_batch_price(native, mode: str, share: float):
+    """Honest cost: the batch discount only where the provider's batch API really gives it."""
+    import httpx
+
+    gw = native(mode, prices={"gpt-native": {"input": 2.0, "output": 8.0}})
+    client, batch = _create(gw, _lines(unique(), "gpt-native", 6))
+    gw.drain()
+    batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed"
+    output = read_results(client, batch.output_file_id)
+    full = (
+        sum(
+            r.response.body["usage"]["prompt_tokens"] * 2.0
+            + r.response.body["usage"]["completion_tokens"] * 8.0
+            for r in output
+            if r.response
+        )
+        / 1_000_000
+    )
+    rows = httpx.get(
+        f"{gw.base_url}/admin/logs",
+        params={"batch": batch.id},
+        headers={"authorization": "Bearer admin-secret"},
+    ).json()["data"]
+    assert len(rows) == 6 and {row["provider"] for row in rows} == {"oai"}
+    assert sum(row["cost_usd"] for row in rows) == pytest.approx(full * share)

@@ -106,7 +106,7 @@ class Accounting:
 
     async def run(self) -> None:
         """Write queued logs every few hundred milliseconds and apply the retention."""
-        await self._apply_retention()
+        await self.apply_retention()
         next_retention = clock.now_float() + _RETENTION_EVERY_SECONDS
         while True:
             with contextlib.suppress(TimeoutError):
@@ -118,9 +118,9 @@ class Accounting:
                 await self.flush()
             if clock.now_float() >= next_retention:
                 next_retention = clock.now_float() + _RETENTION_EVERY_SECONDS
-                await self._apply_retention()
+                await self.apply_retention()
 
-    async def _apply_retention(self) -> None:
+    async def apply_retention(self) -> None:
         days = self._settings.retention_days
         if days is None:
             return

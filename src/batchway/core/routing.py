@@ -1,4 +1,9 @@
-"""Routing: which provider serves a public model name, and under which upstream name."""
+"""Routing: which provider serves a public model name, and under which upstream name.
+
+In a batch, a public name with the ``-batch`` suffix (``gpt-4o-mini-batch``) names the model
+without it, unless the suffixed name is configured itself: clients of batch-only services
+write model names that way. Synchronous routes never strip the suffix.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ from dataclasses import dataclass
 
 from batchway.config import Config
 
-__all__ = ["Route", "Router"]
+__all__ = ["BATCH_SUFFIX", "Route", "Router"]
+
+BATCH_SUFFIX = "-batch"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +49,16 @@ class Router:
     def routes(self, public_model: str) -> tuple[Route, ...]:
         """The routes of a model, first choice first; empty when the model is unknown."""
         return self._routes.get(public_model, ())
+
+    def batch_model(self, name: str) -> str | None:
+        """The public model a batch line's ``model`` names: itself when configured, else the
+        name less a ``-batch`` suffix when that is configured; None when neither is."""
+        if name in self._routes:
+            return name
+        base = name.removesuffix(BATCH_SUFFIX)
+        if base != name and base in self._routes:
+            return base
+        return None
 
     def route(self, public_model: str) -> Route | None:
         """The first-choice route of a model, or None when it is unknown."""

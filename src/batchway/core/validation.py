@@ -185,8 +185,9 @@ class InputValidator:
         if not isinstance(model, str) or not model:
             self._error(number, "invalid_request", "body.model is required.", "body.model")
             return None
-        route = self._router.route(model)
-        if route is None or not self._principal.may_use(model):
+        public = self._router.batch_model(model)  # ``gpt-4o-mini-batch`` is ``gpt-4o-mini``
+        route = self._router.route(public) if public is not None else None
+        if public is None or route is None or not self._principal.may_use(public):
             self._error(
                 number,
                 "model_not_found",
@@ -220,11 +221,11 @@ class InputValidator:
                         f"The batch has more than {MAX_EMBEDDING_INPUTS:,} embedding inputs.",
                     )
                 return None
-        self.models.add(model)
+        self.models.add(public)
         return NewItem(
             line=number,
             custom_id=custom_id,
-            model=model,
+            model=public,
             provider=route.provider,
             body=orjson.dumps({**body, "model": route.model}),
         )
