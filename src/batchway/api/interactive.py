@@ -8,18 +8,21 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from batchway.api.errors import client_error, error_label
 from batchway.core.models import Principal, RequestLog, Usage
 from batchway.core.ratelimit import Decision, Ticket
 from batchway.core.routing import Route
 from batchway.core.tokens import estimate_tokens
 from batchway.core.usage import usage_of
-from batchway.errors import QuotaError, RateLimited
+from batchway.errors import GatewayError, QuotaError, RateLimited, UpstreamError
 from batchway.gateway import Gateway
+from batchway.providers.base import UpstreamResponse
 
 __all__ = ["Call", "StreamTap", "admit", "ratelimit_headers", "usage_of_answer", "usage_of_stream"]
 
@@ -135,6 +138,44 @@ class Call:
                 response_body=response if bodies else None,
             )
         )
+
+    def answered(self, route: Route, ticket: Ticket | None, answer: UpstreamResponse) -> None:
+        """Account for a whole answer."""
+        self.finish(
+            route,
+            ticket,
+            usage=usage_of_answer(answer.body),
+            status_code=answer.status,
+            response=answer.body,
+        )
+
+    def failed(self, route: Route, ticket: Ticket | None, error: UpstreamError) -> None:
+        """Account for a call the provider failed."""
+        self.gateway.metrics.upstream_error(route.provider, error_label(error))
+        self.finish(route, ticket, usage=Usage(), status_code=error.status, response=error.body)
+
+    async def relay(
+        self,
+        first: bytes,
+        rest: AsyncIterator[bytes],
+        route: Route,
+        ticket: Ticket | None,
+        error_event: Callable[[GatewayError], bytes],
+    ) -> AsyncIterator[bytes]:
+        """A stream as it comes, its usage read from its first and last events. A failure
+        half-way ends it with ``error_event``, as the status line has already gone."""
+        tap = StreamTap()
+        tap.feed(first)
+        yield first
+        try:
+            async for chunk in rest:
+                tap.feed(chunk)
+                yield chunk
+        except UpstreamError as error:
+            self.gateway.metrics.upstream_error(route.provider, error_label(error))
+            yield error_event(client_error(error))
+        finally:
+            self.finish(route, ticket, usage=tap.usage(), status_code=200)
 
 
 async def admit(

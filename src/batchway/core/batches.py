@@ -126,11 +126,13 @@ class BatchService:
         *,
         endpoint: str = MESSAGES_ENDPOINT,
         id_kind: str = "msgbatch",
+        shape: str | None = None,
     ) -> Batch:
         """A batch from requests sent in the body (``{custom_id, params}`` each).
 
         Unlike a file, they are checked at once: a bad request is refused with a 400 that
-        names its index. They are then kept as the batch's input file.
+        names its index. They are then kept as the batch's input file. ``shape`` is kept on
+        the batch for the routes (see ``Batch.shape``).
         """
         validator = InputValidator(
             endpoint=endpoint, router=self._router, principal=principal, limits=self._limits
@@ -167,6 +169,7 @@ class BatchService:
             metadata=None,
             output_expires_after=None,
             total=len(requests),
+            shape=shape,
         )
 
     async def _start(
@@ -179,6 +182,7 @@ class BatchService:
         metadata: dict[str, str] | None,
         output_expires_after: int | None,
         total: int = 0,
+        shape: str | None = None,
     ) -> Batch:
         now = clock.now()
         batch = Batch(
@@ -193,6 +197,7 @@ class BatchService:
             metadata=metadata,
             output_expires_after=output_expires_after,
             counts=RequestCounts(total=total, processing=total),
+            shape=shape,
         )
         await self._batches.create_batch(batch)
         self._wake_worker()

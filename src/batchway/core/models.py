@@ -163,6 +163,9 @@ class Batch:
     errors: tuple[BatchError, ...] = ()
     counts: RequestCounts = field(default_factory=RequestCounts)
     usage: Usage = field(default_factory=Usage)
+    # the wire shape the batch's own routes answer in, named by the route that created it
+    # (the core never reads it); None: each route answers in its own dialect
+    shape: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -87,6 +87,7 @@ def _batch_from_row(row: Row[Any], counts: RequestCounts | None = None) -> Batch
             output_tokens=row.output_tokens,
             reasoning_tokens=row.reasoning_tokens,
         ),
+        shape=row.shape,
     )
 
 
@@ -288,6 +289,7 @@ class SqlStore(SqlItemStatements):
                     output_expires_after=batch.output_expires_after,
                     total=batch.counts.total,
                     sort_key=time.time_ns(),
+                    shape=batch.shape,
                 )
             )
 

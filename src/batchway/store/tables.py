@@ -106,6 +106,8 @@ batches = Table(
     Column("output_tokens", BigInteger, nullable=False, default=0),
     Column("reasoning_tokens", BigInteger, nullable=False, default=0),
     Column("sort_key", BigInteger, nullable=False),
+    # the wire shape the batch's own routes answer in (Batch.shape); NULL for most batches
+    Column("shape", String(32), nullable=True),
     Index("ix_batches_owner_sort", "owner", "sort_key"),
     Index("ix_batches_status", "status"),
 )

@@ -17,6 +17,8 @@ __all__ = [
     "OpenAIExpiresAfter",
     "OpenAIFile",
     "OpenAIFileDeleted",
+    "OpenAIInlineBatchCreate",
+    "OpenAIInlineRequest",
 ]
 
 
@@ -37,6 +39,22 @@ class OpenAIBatchCreate(_Wire):
     completion_window: str
     metadata: dict[str, Any] | None = None
     output_expires_after: OpenAIExpiresAfter | None = None
+
+
+class OpenAIInlineRequest(_Wire):
+    """One request of an inline batch; ``params`` is a Messages request, kept as sent."""
+
+    custom_id: str
+    params: dict[str, Any]
+
+
+class OpenAIInlineBatchCreate(_Wire):
+    """The body of ``POST /v1/batches`` when the requests come inline, not as a file.
+
+    The count and size limits, and the rules of each request, are the batch engine's.
+    """
+
+    requests: list[OpenAIInlineRequest] = Field(min_length=1)
 
 
 class OpenAIFile(_Wire):

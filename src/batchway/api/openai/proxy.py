@@ -11,7 +11,7 @@ model's next route.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from starlette.requests import Request
@@ -19,11 +19,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from batchway.api.auth import authenticate
-from batchway.api.errors import client_error, error_label
-from batchway.api.interactive import Call, StreamTap, admit, usage_of_answer
+from batchway.api.errors import client_error
+from batchway.api.interactive import admit
 from batchway.api.openai.routes import parse_json_bytes
 from batchway.core.ids import new_request_id
-from batchway.core.models import Usage
 from batchway.core.ratelimit import Ticket
 from batchway.core.routing import Route as ModelRoute
 from batchway.errors import GatewayError, InvalidRequest, NotFound, RateLimited, UpstreamError
@@ -78,6 +77,7 @@ async def _proxy(request: Request, endpoint: str) -> Response:
         gateway, principal, endpoint, model, body, raw, {"x-request-id": new_request_id()}
     )
     failure: GatewayError | None = None
+    last: tuple[ModelRoute, Ticket | None, UpstreamError] | None = None
     for route in _ordered(routes):
         try:
             ticket = await call.provider_slot(route)
@@ -91,49 +91,27 @@ async def _proxy(request: Request, endpoint: str) -> Response:
                 chunks = provider.stream(endpoint, upstream_body)
                 first = await anext(chunks, b"")
                 return StreamingResponse(
-                    _relay(first, chunks, call, route, ticket),
+                    call.relay(first, chunks, route, ticket, _error_event),
                     media_type="text/event-stream",
                     headers={**call.headers, "cache-control": "no-cache"},
                 )
             answer = await provider.send(endpoint, upstream_body)
         except UpstreamError as error:
-            gateway.metrics.upstream_error(route.provider, error_label(error))
             failure = client_error(error)
+            last = (route, ticket, error)
             if not error.retryable:
-                call.finish(
-                    route, ticket, usage=Usage(), status_code=error.status, response=error.body
-                )
                 break
             continue
-        call.finish(
-            route,
-            ticket,
-            usage=usage_of_answer(answer.body),
-            status_code=answer.status,
-            response=answer.body,
-        )
+        call.answered(route, ticket, answer)
         return Response(answer.body, media_type="application/json", headers=call.headers)
+    if last is not None:  # one log row for the request, with the last route's failure
+        call.failed(*last)
     assert failure is not None
     raise failure
 
 
-async def _relay(
-    first: bytes, rest: AsyncIterator[bytes], call: Call, route: ModelRoute, ticket: Ticket | None
-) -> AsyncIterator[bytes]:
-    """The stream as it comes; a failure half-way ends it with an error event. Its usage
-    is read from its end."""
-    tap = StreamTap()
-    tap.feed(first)
-    yield first
-    try:
-        async for chunk in rest:
-            tap.feed(chunk)
-            yield chunk
-    except UpstreamError as error:
-        failure = client_error(error)
-        yield sse_data({"error": {"message": failure.message, "type": failure.error_type}})
-    finally:
-        call.finish(route, ticket, usage=tap.usage(), status_code=200)
+def _error_event(failure: GatewayError) -> bytes:
+    return sse_data({"error": {"message": failure.message, "type": failure.error_type}})
 
 
 async def list_models(request: Request) -> Response:

@@ -1,4 +1,7 @@
-"""OpenAI Files and Batches routes (served under ``/v1`` and without the prefix)."""
+"""OpenAI Files and Batches routes (served under ``/v1`` and without the prefix).
+
+A batch created from inline ``requests`` answers in another shape: see ``inline.py``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,17 @@ from starlette.routing import Route
 from batchway.api.auth import authenticate
 from batchway.api.multipart import Form, read_upload
 from batchway.api.openai.convert import from_core_batch, from_core_file
-from batchway.api.openai.models import OpenAIBatchCreate, OpenAIFileDeleted
+from batchway.api.openai.inline import (
+    create_inline_batch,
+    is_inline,
+    message_batch,
+    results_response,
+)
+from batchway.api.openai.models import (
+    OpenAIBatchCreate,
+    OpenAIFileDeleted,
+    OpenAIInlineBatchCreate,
+)
 from batchway.core.files import Upload
 from batchway.core.models import Principal
 from batchway.errors import InvalidRequest
@@ -55,12 +68,20 @@ def parse_json_bytes(body: bytes) -> Any:
         raise InvalidRequest("The request body is not valid JSON.") from exc
 
 
+def _param(loc: tuple[int | str, ...]) -> str | None:
+    """``requests[2].params`` for the location ``("requests", 2, "params")``."""
+    param = ""
+    for part in loc:
+        param += f"[{part}]" if isinstance(part, int) else f".{part}" if param else part
+    return param or None
+
+
 def validated(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        param = ".".join(str(p) for p in error["loc"]) or None
+        param = _param(error["loc"])
         if param is None:
             raise InvalidRequest("The request body must be a JSON object.") from exc
         if error["type"] == "missing":
@@ -186,7 +207,17 @@ async def file_content(request: Request) -> Response:
 
 async def create_batch(request: Request) -> Response:
     gateway, principal = await _principal(request)
-    body = validated(OpenAIBatchCreate, await parse_json(request))
+    data = await parse_json(request)
+    if isinstance(data, dict) and "requests" in data:  # inline requests: see inline.py
+        if "input_file_id" in data:
+            raise InvalidRequest(
+                "Give either input_file_id or requests, not both.", param="requests"
+            )
+        inline = await create_inline_batch(
+            gateway, principal, validated(OpenAIInlineBatchCreate, data)
+        )
+        return json_response(message_batch(request, gateway, inline))
+    body = validated(OpenAIBatchCreate, data)
     batch = await gateway.batches.create(
         principal,
         input_file_id=body.input_file_id,
@@ -213,13 +244,25 @@ async def list_batches(request: Request) -> Response:
 async def retrieve_batch(request: Request) -> Response:
     gateway, principal = await _principal(request)
     batch = await gateway.batches.get(principal, request.path_params["batch_id"])
+    if is_inline(batch):  # the message batch while it runs, then its results
+        if batch.status.terminal:
+            return results_response(gateway, batch)
+        return json_response(message_batch(request, gateway, batch))
     return json_response(from_core_batch(batch))
 
 
 async def cancel_batch(request: Request) -> Response:
     gateway, principal = await _principal(request)
     batch = await gateway.batches.cancel(principal, request.path_params["batch_id"])
+    if is_inline(batch):
+        return json_response(message_batch(request, gateway, batch))
     return json_response(from_core_batch(batch))
+
+
+async def batch_results(request: Request) -> Response:
+    gateway, principal = await _principal(request)
+    batch = await gateway.batches.get(principal, request.path_params["batch_id"])
+    return results_response(gateway, batch)
 
 
 def by_method(**endpoints: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
@@ -250,4 +293,5 @@ def openai_routes(prefix: str) -> list[Route]:
         ),
         Route(f"{prefix}/batches/{{batch_id}}", retrieve_batch, methods=["GET"]),
         Route(f"{prefix}/batches/{{batch_id}}/cancel", cancel_batch, methods=["POST"]),
+        Route(f"{prefix}/batches/{{batch_id}}/results", batch_results, methods=["GET"]),
     ]
