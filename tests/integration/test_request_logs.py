@@ -379,3 +379,10 @@ async def test_delete_older_than_chunk_edges(logs: SqlRequestLogs, old: int) -> 
 
     assert await logs.delete_older_than(T0, chunk=4 if old != 3 else 3) == old
     assert [r.created_at_ms for r in await everything(logs)] == [T0]
+
+
+def test_the_fast_insert_writes_every_column():
+    from batchway.store.sql_items import _LOG_COLUMNS
+    from batchway.store.tables import request_logs
+
+    assert sorted(_LOG_COLUMNS) == sorted(c.name for c in request_logs.c if c.name != "id")

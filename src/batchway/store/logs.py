@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, case, delete, func, insert, literal_column, select
+from sqlalchemy import BigInteger, case, delete, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from batchway.core.analytics import (
@@ -23,7 +23,7 @@ from batchway.core.analytics import (
 )
 from batchway.core.models import Page, RequestLog, Usage
 from batchway.store.sql import SqlStore
-from batchway.store.sql_items import log_row
+from batchway.store.sql_items import insert_logs
 from batchway.store.tables import request_logs
 
 __all__ = ["DELETE_CHUNK", "SqlRequestLogs"]
@@ -101,7 +101,7 @@ class SqlRequestLogs:
         if not logs:
             return
         async with self._store._write() as conn:
-            await conn.execute(insert(request_logs), [log_row(log) for log in logs])
+            await insert_logs(conn, logs)
 
     async def query(
         self,

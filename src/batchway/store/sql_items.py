@@ -6,6 +6,7 @@ same line; on SQLite writers are serialised anyway.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -30,9 +31,9 @@ from batchway.core.models import (
 )
 from batchway.core.states import BatchStatus, ItemState
 from batchway.store._sql_base import SqlBase, counts_from_states
-from batchway.store.tables import batch_items, batches, request_logs, upstream_batches
+from batchway.store.tables import batch_items, batches, upstream_batches
 
-__all__ = ["ItemResultRow", "LineAccounting", "SqlItemStatements", "log_row"]
+__all__ = ["ItemResultRow", "LineAccounting", "SqlItemStatements", "insert_logs"]
 
 _ACTIVE = (ItemState.PENDING.value, ItemState.LEASED.value)
 _PAGE = 1000
@@ -55,32 +56,75 @@ class LineAccounting(Protocol):
         ...
 
 
-def log_row(log: RequestLog) -> dict[str, Any]:
-    """A ``request_logs`` row."""
-    return {
-        "created_at_ms": log.created_at_ms,
-        "kind": log.kind,
-        "key_id": log.key_id,
-        "model": log.model,
-        "provider": log.provider,
-        "upstream_model": log.upstream_model,
-        "endpoint": log.endpoint,
-        "batch_id": log.batch_id,
-        "custom_id": log.custom_id,
-        "item_id": log.item_id,
-        "status": log.status,
-        "status_code": log.status_code,
-        "error_code": log.error_code,
-        "input_tokens": log.usage.input_tokens,
-        "cached_tokens": log.usage.cached_tokens,
-        "output_tokens": log.usage.output_tokens,
-        "latency_ms": log.latency_ms,
-        "cost_usd": log.cost_usd,
-        "retries": log.retries,
-        "request_id": log.request_id,
-        "request_body": log.request_body,
-        "response_body": log.response_body,
-    }
+# the columns a request log is written to, in the order ``_log_values`` gives them
+_LOG_COLUMNS = (
+    "created_at_ms",
+    "kind",
+    "key_id",
+    "model",
+    "provider",
+    "upstream_model",
+    "endpoint",
+    "batch_id",
+    "custom_id",
+    "item_id",
+    "status",
+    "status_code",
+    "error_code",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "latency_ms",
+    "cost_usd",
+    "retries",
+    "request_id",
+    "request_body",
+    "response_body",
+)
+
+
+def _log_values(log: RequestLog) -> tuple[Any, ...]:
+    return (
+        log.created_at_ms,
+        log.kind,
+        log.key_id,
+        log.model,
+        log.provider,
+        log.upstream_model,
+        log.endpoint,
+        log.batch_id,
+        log.custom_id,
+        log.item_id,
+        log.status,
+        log.status_code,
+        log.error_code,
+        log.usage.input_tokens,
+        log.usage.cached_tokens,
+        log.usage.output_tokens,
+        log.latency_ms,
+        log.cost_usd,
+        log.retries,
+        log.request_id,
+        log.request_body,
+        log.response_body,
+    )
+
+
+@functools.cache
+def _log_insert(paramstyle: str) -> str:
+    marks = [
+        "?" if paramstyle == "qmark" else f"${i}" if paramstyle == "numeric_dollar" else "%s"
+        for i in range(1, len(_LOG_COLUMNS) + 1)
+    ]
+    return f"INSERT INTO request_logs ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join(marks)})"
+
+
+async def insert_logs(conn: AsyncConnection, logs: Sequence[RequestLog]) -> None:
+    """Store request logs in one statement. Straight to the driver: logs are written for
+    every call the gateway makes, and this costs a third of the CPU of a Core insert."""
+    if logs:
+        sql = _log_insert(conn.dialect.paramstyle)
+        await conn.exec_driver_sql(sql, [_log_values(log) for log in logs])
 
 
 def _outcome_row(o: ItemOutcome, worker: str, now: float, cost: float) -> dict[str, Any]:
@@ -397,7 +441,7 @@ class SqlItemStatements(SqlBase):
             if rows:
                 await conn.execute(_RECORD_OUTCOME, rows)
             if logs:
-                await conn.execute(insert(request_logs), [log_row(log) for log in logs])
+                await insert_logs(conn, logs)
             batch_ids = {held[r["_id"]].batch_id for r in rows}
         if logs and accounting is not None:
             accounting.logged(logs)
