@@ -275,3 +275,14 @@ def test_retention_deletes_old_rows(make_gateway):
     rows = httpx.get(f"{gw.base_url}/admin/logs", headers=ADMIN).json()["data"]
     assert [row["key_id"] for row in rows if row["key_id"] == "key_old"] == []
     assert len(rows) == 1
+
+
+def test_an_unreachable_redis_lets_traffic_through(make_gateway):
+    gw: RunningGateway = make_gateway(
+        rate_limits={"backend": "redis", "redis_url": "redis://127.0.0.1:1/0"},
+        providers={"fake": {"rpm": 1}},
+    )
+    client = gw.client(gw.create_key(rpm=1))
+    _chat(client)
+    _chat(client)  # the limiter cannot count: serving beats refusing everything
+    assert len(gw.fake.requests) == 2

@@ -9,11 +9,17 @@ the call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 from batchway.config import Config
 from batchway.core.models import Principal
 from batchway.core.ratelimit import Decision, Limit, RateLimiter, Ticket, hold
+from batchway.errors import StoreError
+
+T = TypeVar("T")
 
 __all__ = ["Quotas"]
 
@@ -22,12 +28,16 @@ _HOUR = 3600.0
 
 Charges = Sequence[tuple[Limit, int]]
 
+log = logging.getLogger("batchway.quotas")
+_WARN_EVERY_SECONDS = 30.0
+
 
 class Quotas:
     """Checks and charges keys' and providers' rate limits."""
 
     def __init__(self, limiter: RateLimiter, config: Config) -> None:
         self._limiter = limiter
+        self._warned_at = -_WARN_EVERY_SECONDS
         self._providers: dict[str, tuple[Limit | None, Limit | None, float]] = {
             name: (
                 Limit("requests", p.rpm, p.rate_window_seconds) if p.rpm else None,
@@ -68,14 +78,17 @@ class Quotas:
             charges.append((Limit("tokens", principal.tph, _HOUR), tokens))
         if not charges:
             return None
-        return await self._limiter.acquire(f"key:{principal.key_id}", charges)
+        return await self._open_on_failure(
+            self._limiter.acquire(f"key:{principal.key_id}", charges), None
+        )
 
     async def check_provider(self, provider: str, tokens: int) -> Decision | None:
         """Charge an interactive request to its provider (all of its limit is open to it)."""
         if not self.provider_limited(provider):
             return None
-        return await self._limiter.acquire(
-            f"provider:{provider}", self._provider_charges(provider, tokens)
+        return await self._open_on_failure(
+            self._limiter.acquire(f"provider:{provider}", self._provider_charges(provider, tokens)),
+            None,
         )
 
     async def hold_provider(self, provider: str, tokens: int) -> Ticket | None:
@@ -83,14 +96,31 @@ class Quotas:
         if not self.provider_limited(provider):
             return None
         share = self._providers[provider][2]
-        return await hold(
-            self._limiter,
-            f"provider:{provider}",
-            self._provider_charges(provider, tokens),
-            share=share,
+        return await self._open_on_failure(
+            hold(
+                self._limiter,
+                f"provider:{provider}",
+                self._provider_charges(provider, tokens),
+                share=share,
+            ),
+            None,
         )
 
     async def settle(self, ticket: Ticket | None, tokens: int) -> None:
         """Correct the token charges of a call to what it really used."""
         if ticket is not None and any(limit.unit == "tokens" for limit, _, _ in ticket.charges):
-            await self._limiter.settle(ticket, tokens)
+            await self._open_on_failure(self._limiter.settle(ticket, tokens), None)
+
+    async def _open_on_failure(self, step: Awaitable[T], fallback: T) -> T:
+        """Run a limiter step; if the limiter's store (Redis) fails, let traffic through
+        rather than fail it, and say so in the log now and then."""
+        try:
+            return await step
+        except StoreError as exc:
+            if time.monotonic() - self._warned_at >= _WARN_EVERY_SECONDS:
+                self._warned_at = time.monotonic()
+                log.warning(
+                    "rate limiter unavailable: letting traffic through",
+                    extra={"action": "limiter_failed", "error": exc.message},
+                )
+            return fallback
