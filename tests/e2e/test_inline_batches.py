@@ -119,7 +119,8 @@ def batch_logs(gw: RunningGateway, batch_id: str) -> dict[str, dict[str, Any]]:
 
 
 def cost(row: dict[str, Any], price: dict[str, float], discount: float = 0.0) -> float:
-    normal = (row["input_tokens"] * price["input"] + row["output_tokens"] * price["output"]) / 1e6
+    tokens: dict[str, int] = {"input": row["input_tokens"], "output": row["output_tokens"]}
+    normal = sum(tokens[kind] * price[kind] for kind in tokens) / 1e6
     return normal * (1 - discount)
 
 
