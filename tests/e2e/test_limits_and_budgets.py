@@ -156,6 +156,19 @@ def test_batch_over_the_remaining_budget_is_refused_at_creation(make_gateway):
     assert gw.fake.requests == []
 
 
+def test_the_batch_suffix_does_not_escape_the_budget(make_gateway):
+    gw: RunningGateway = make_gateway(prices=PRICED)
+    client = gw.client(gw.create_key(budget_usd=5.0))
+    lines = [chat_line(f"s-{i}", model="fake-slow-batch") for i in range(10)]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.batches.create(
+            input_file_id=upload(client, jsonl(lines)),
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+    assert caught.value.response.json()["error"]["code"] == "budget_exceeded"
+
+
 def test_budget_used_up_mid_batch_ends_the_rest_budget_exceeded(make_gateway):
     budget = 0.2
     gw: RunningGateway = make_gateway(prices=PRICED, providers={"fake": {"max_concurrency": 2}})

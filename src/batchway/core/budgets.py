@@ -158,6 +158,7 @@ class BatchCostCheck:
         model = body.get("model") if isinstance(body, dict) else None
         if not isinstance(body, dict) or not isinstance(model, str):
             return 0.0
+        model = self._router.batch_model(model) or model  # "gpt-4o-mini-batch" too
         route = self._router.route(model)
         names = (model, route.model) if route is not None else (model,)
         usage = Usage(input_tokens=estimate_input_tokens(endpoint, body))
