@@ -12,6 +12,7 @@ from batchway.config import Config
 from batchway.core.accounting import Accounting
 from batchway.core.batches import BatchService
 from batchway.core.budgets import BatchCostCheck, Budgets, OwnerBudgets
+from batchway.core.call_pricing import CallPricing
 from batchway.core.files import FileService
 from batchway.core.keys import KeyService
 from batchway.core.pricing import PriceTable
@@ -64,10 +65,9 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
     logs = SqlRequestLogs(store)
     metrics = Metrics()
     budgets = Budgets(logs)
-    prices = PriceTable(config.prices)
+    pricing = CallPricing(PriceTable(config.prices), router, config)
     accounting = Accounting(
-        router=router,
-        prices=prices,
+        pricing=pricing,
         budgets=budgets,
         metrics=metrics,
         sink=logs,
@@ -83,7 +83,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
         router=router,
         accounting=accounting,
         quotas=quotas,
-        budgets=OwnerBudgets(budgets, keys, prices, router),
+        budgets=OwnerBudgets(budgets, keys, pricing),
     )
     files = FileService(store, blobs, config.limits)
     await asyncio.to_thread(text_counter)  # a local tiktoken encoding loads once, now
@@ -104,7 +104,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
                 file_service=files,
                 router=router,
                 wake_worker=worker.wake,
-                cost_check=BatchCostCheck(budgets, prices, router),
+                cost_check=BatchCostCheck(budgets, pricing, router),
             ),
             worker=worker,
             logs=logs,

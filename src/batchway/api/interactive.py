@@ -109,11 +109,9 @@ class Call:
                 _background.add(task)
                 task.add_done_callback(_background.discard)
         succeeded = status_code is not None and status_code < 300
-        cost, upstream_model = (
-            gateway.accounting.price(self.model, route.provider, usage, False)
-            if succeeded
-            else (0.0, gateway.router.upstream_model(self.model, route.provider))
-        )
+        cost = gateway.accounting.price(self.model, route.provider, usage, False)[0]
+        if not succeeded:
+            cost = 0.0
         bodies = gateway.accounting.record_bodies
         gateway.accounting.interactive(
             RequestLog(
@@ -122,7 +120,7 @@ class Call:
                 key_id=self.principal.key_id,
                 model=self.model,
                 provider=route.provider,
-                upstream_model=upstream_model,
+                upstream_model=route.model,
                 endpoint=self.endpoint,
                 status="succeeded" if succeeded else "failed",
                 status_code=status_code,

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 from batchway.config import LogConfig
 from batchway.core import clock
 from batchway.core.budgets import Budgets
+from batchway.core.call_pricing import CallPricing
 from batchway.core.models import RequestLog, Usage
-from batchway.core.pricing import PriceTable
-from batchway.core.routing import Router
 
 if TYPE_CHECKING:
     from batchway.metrics import Metrics
@@ -42,8 +41,7 @@ class Accounting:
     def __init__(
         self,
         *,
-        router: Router,
-        prices: PriceTable,
+        pricing: CallPricing,
         budgets: Budgets,
         metrics: Metrics,
         sink: LogSink,
@@ -51,8 +49,7 @@ class Accounting:
     ) -> None:
         self.budgets = budgets
         self.record_bodies = settings.record_bodies
-        self._router = router
-        self._prices = prices
+        self._pricing = pricing
         self._metrics = metrics
         self._sink = sink
         self._settings = settings
@@ -63,9 +60,7 @@ class Accounting:
         self, model: str, provider: str, usage: Usage, native: bool
     ) -> tuple[float, str | None]:
         """The cost of a call in USD (batch price if ``native``), and its upstream model."""
-        upstream = self._router.upstream_model(model, provider)
-        names = (model, upstream) if upstream is not None else (model,)
-        return self._prices.cost(names, usage, batch=native), upstream
+        return self._pricing.cost(model, provider, usage, batch=native)
 
     def logged(self, logs: Sequence[RequestLog]) -> None:
         """Logs that were written (batch lines) or queued (interactive): count them. (The

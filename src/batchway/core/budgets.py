@@ -16,8 +16,8 @@ from typing import Protocol
 import orjson
 
 from batchway.core import clock
+from batchway.core.call_pricing import CallPricing
 from batchway.core.models import BudgetPeriod, Principal, Usage
-from batchway.core.pricing import PriceTable
 from batchway.core.routing import Router
 from batchway.core.tokens import estimate_input_tokens
 from batchway.errors import BudgetExceeded
@@ -100,16 +100,13 @@ class OwnerBudgets:
     is written, so that lines stop being started as soon as the budget is used up.
     """
 
-    def __init__(self, budgets: Budgets, keys: KeyLookup, prices: PriceTable, router: Router):
+    def __init__(self, budgets: Budgets, keys: KeyLookup, pricing: CallPricing) -> None:
         self._budgets = budgets
         self._keys = keys
-        self._prices = prices
-        self._router = router
+        self._pricing = pricing
 
     def spend(self, key_id: str, model: str, provider: str, usage: Usage) -> None:
-        upstream = self._router.upstream_model(model, provider)
-        names = (model, upstream) if upstream is not None else (model,)
-        self._budgets.add(key_id, self._prices.cost(names, usage, batch=False))
+        self._budgets.add(key_id, self._pricing.cost(model, provider, usage, batch=False)[0])
 
     async def exhausted(self, key_id: str) -> bool:
         principal = await self._keys.principal_by_id(key_id)
@@ -124,9 +121,9 @@ class BatchCostCheck:
     budget. Lines that would go past the budget while it runs end ``budget_exceeded``.
     """
 
-    def __init__(self, budgets: Budgets, prices: PriceTable, router: Router) -> None:
+    def __init__(self, budgets: Budgets, pricing: CallPricing, router: Router) -> None:
         self._budgets = budgets
-        self._prices = prices
+        self._pricing = pricing
         self._router = router
 
     async def check(
@@ -159,10 +156,8 @@ class BatchCostCheck:
         if not isinstance(body, dict) or not isinstance(model, str):
             return 0.0
         model = self._router.batch_model(model) or model  # "gpt-4o-mini-batch" too
-        route = self._router.route(model)
-        names = (model, route.model) if route is not None else (model,)
         usage = Usage(input_tokens=estimate_input_tokens(endpoint, body))
-        return self._prices.cost(names, usage, batch=False)
+        return self._pricing.estimate(model, usage)
 
 
 async def jsonl_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
