@@ -19,16 +19,18 @@ from pydantic import TypeAdapter
 
 from batchway.errors import UntranslatableRequest
 from batchway.providers._chat_messages import (
-    FINISH_REASON_FOR_STOP_REASON,
     IGNORED_CHAT_FIELDS,
     IGNORED_MESSAGES_FIELDS,
     RAW_ARGUMENTS_KEY,
+    chat_to_messages_request,
+    messages_to_chat_request,
+)
+from batchway.providers._chat_messages_replies import (
+    FINISH_REASON_FOR_STOP_REASON,
     STOP_REASON_FOR_FINISH_REASON,
     anthropic_error_from_openai,
     anthropic_error_type,
-    chat_to_messages_request,
     chat_to_messages_response,
-    messages_to_chat_request,
     messages_to_chat_response,
     openai_error_from_anthropic,
     status_for_anthropic_error_type,

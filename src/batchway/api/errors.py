@@ -18,7 +18,7 @@ from batchway.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from batchway.providers._chat_messages import anthropic_error_type
+from batchway.providers._chat_messages_replies import anthropic_error_type
 
 __all__ = [
     "client_error",

@@ -23,7 +23,7 @@ import time
 import uuid
 from typing import Any
 
-from batchway.providers._chat_messages import (
+from batchway.providers._chat_messages_replies import (
     FINISH_REASON_FOR_STOP_REASON,
     STOP_REASON_FOR_FINISH_REASON,
     chat_id_from_message_id,

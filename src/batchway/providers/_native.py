@@ -26,11 +26,10 @@ from batchway.providers._batch_clients import (
     UpstreamBatch,
     UpstreamMessageBatch,
 )
-from batchway.providers._chat_messages import (
+from batchway.providers._chat_messages import chat_to_messages_request, messages_to_chat_request
+from batchway.providers._chat_messages_replies import (
     anthropic_error_from_openai,
-    chat_to_messages_request,
     chat_to_messages_response,
-    messages_to_chat_request,
     messages_to_chat_response,
     openai_error_from_anthropic,
     status_for_anthropic_error_type,

@@ -11,7 +11,8 @@ import orjson
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
 from batchway.providers._batch_clients import AnthropicBatchClient
-from batchway.providers._chat_messages import chat_to_messages_request, messages_to_chat_response
+from batchway.providers._chat_messages import chat_to_messages_request
+from batchway.providers._chat_messages_replies import messages_to_chat_response
 from batchway.providers._chat_messages_stream import MessageEventsToChatChunks
 from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
 from batchway.providers._native import AnthropicNativeBatches, NativeBatchAPI

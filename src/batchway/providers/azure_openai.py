@@ -14,7 +14,8 @@ import orjson
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
 from batchway.providers._batch_clients import OpenAIBatchClient
-from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
+from batchway.providers._chat_messages import messages_to_chat_request
+from batchway.providers._chat_messages_replies import chat_to_messages_response
 from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
 from batchway.providers._native import NativeBatchAPI, OpenAINativeBatches
 from batchway.providers.base import UpstreamResponse

@@ -20,7 +20,8 @@ import orjson
 
 from batchway.config import ProviderConfig
 from batchway.errors import UpstreamRejected
-from batchway.providers._chat_messages import chat_to_messages_response, messages_to_chat_request
+from batchway.providers._chat_messages import messages_to_chat_request
+from batchway.providers._chat_messages_replies import chat_to_messages_response
 from batchway.providers._native import NativeBatchAPI
 from batchway.providers._sse import DONE, sse_data, sse_event
 from batchway.providers.base import UpstreamResponse

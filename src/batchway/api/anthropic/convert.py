@@ -9,7 +9,10 @@ import orjson
 from batchway.api.anthropic.models import AnthropicMessageBatch, AnthropicRequestCounts
 from batchway.core.models import Batch
 from batchway.core.states import BatchStatus, ItemState
-from batchway.providers._chat_messages import anthropic_error_from_openai, chat_to_messages_response
+from batchway.providers._chat_messages_replies import (
+    anthropic_error_from_openai,
+    chat_to_messages_response,
+)
 from batchway.store.sql import ItemResultRow
 
 __all__ = ["from_core_batch", "result_line", "rfc3339"]
