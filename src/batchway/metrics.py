@@ -8,6 +8,8 @@ call costs one dict lookup and a few increments instead of a ``.labels()`` call 
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from typing import Final
 
@@ -59,6 +61,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._lines_counted_at = -math.inf  # time.monotonic() of the last set_batch_lines
         self._requests = Counter(
             "batchway_requests",
             "Requests handled, by outcome.",
@@ -170,6 +173,11 @@ class Metrics:
         """
         for state, gauge in self._line_series.items():
             gauge.set(counts.get(state, 0))
+        self._lines_counted_at = time.monotonic()
+
+    def batch_lines_older_than(self, seconds: float) -> bool:
+        """Whether the batch-line counts were set longer ago than ``seconds`` (or never)."""
+        return time.monotonic() - self._lines_counted_at > seconds
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type, for ``GET /metrics``."""

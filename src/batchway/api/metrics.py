@@ -11,6 +11,8 @@ from batchway.metrics import Metrics
 
 __all__ = ["metrics_routes"]
 
+_LINE_COUNT_SECONDS = 10.0
+
 
 async def get_metrics(request: Request) -> Response:
     # No auth, as usual for Prometheus scrapers: restrict /metrics at the network level.
@@ -18,7 +20,9 @@ async def get_metrics(request: Request) -> Response:
     if not gateway.config.metrics:
         raise NotFound("Metrics are disabled in this gateway's configuration.")
     exposition: Metrics = gateway.metrics
-    exposition.set_batch_lines(await gateway.store.line_counts())
+    # counting lines scans them: several scrapers (or a fast one) share one count a while
+    if exposition.batch_lines_older_than(_LINE_COUNT_SECONDS):
+        exposition.set_batch_lines(await gateway.store.line_counts())
     body, content_type = exposition.render()
     return Response(body, headers={"content-type": content_type})
 
