@@ -261,11 +261,21 @@ def test_sync_and_batch_usage_is_logged_and_totalled(make_gateway):
 
 def test_bodies_are_logged_only_when_the_config_asks(make_gateway):
     gw: RunningGateway = make_gateway(logs={"record_bodies": True})
-    _chat(gw.client(), prompt="keep this prompt")
+    client = gw.client()
+    _chat(client, prompt="keep this prompt")
+    client.batches.create(
+        input_file_id=upload(client, jsonl([chat_line("b", prompt="and this batch line")])),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    gw.drain()
     gw.run(gw.gateway.accounting.flush())
-    [row] = httpx.get(f"{gw.base_url}/admin/logs", headers=ADMIN).json()["data"]
-    assert "keep this prompt" in row["request_body"]
-    assert "echo: keep this prompt" in row["response_body"]
+    rows = httpx.get(f"{gw.base_url}/admin/logs", headers=ADMIN).json()["data"]
+    by_kind = {row["kind"]: row for row in rows}
+    assert "keep this prompt" in by_kind["interactive"]["request_body"]
+    assert "echo: keep this prompt" in by_kind["interactive"]["response_body"]
+    assert "and this batch line" in by_kind["batch"]["request_body"]
+    assert "echo: and this batch line" in by_kind["batch"]["response_body"]
 
 
 def test_retention_deletes_old_rows(make_gateway):

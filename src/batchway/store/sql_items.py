@@ -16,6 +16,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     select,
     update,
 )
@@ -423,7 +424,9 @@ class SqlItemStatements(SqlBase):
         if not outcomes:
             return set()
         async with self._write() as conn:
-            held = await self._held_lines(conn, worker, [int(o.item_id) for o in outcomes])
+            bodies = accounting is not None and accounting.record_bodies
+            ids = [int(o.item_id) for o in outcomes]
+            held = await self._held_lines(conn, worker, ids, bodies=bodies)
             rows = []
             logs = []
             for o in outcomes:
@@ -448,9 +451,10 @@ class SqlItemStatements(SqlBase):
         return batch_ids
 
     async def _held_lines(
-        self, conn: AsyncConnection, worker: str, ids: list[int]
+        self, conn: AsyncConnection, worker: str, ids: list[int], *, bodies: bool
     ) -> dict[int, Any]:
-        """The lines of ``ids`` this worker still holds, locked until the transaction ends."""
+        """The lines of ``ids`` this worker still holds, locked until the transaction ends
+        (with their request bodies only when the logs keep them)."""
         query = (
             select(
                 batch_items.c.id,
@@ -459,7 +463,7 @@ class SqlItemStatements(SqlBase):
                 batch_items.c.model,
                 batch_items.c.provider,
                 batch_items.c.attempts,
-                batch_items.c.body,
+                (batch_items.c.body if bodies else null()).label("body"),
                 batches.c.owner,
                 batches.c.endpoint,
             )
