@@ -48,6 +48,15 @@ def upload(client: openai.OpenAI, data: bytes, name: str = "batch.jsonl") -> str
     return client.files.create(file=(name, io.BytesIO(data)), purpose="batch").id
 
 
+def start_batch(
+    client: openai.OpenAI, lines: list[dict[str, Any]], endpoint: str = "/v1/chat/completions"
+) -> Any:
+    """Upload ``lines`` and create a batch on them; returns the batch."""
+    return client.batches.create(
+        input_file_id=upload(client, jsonl(lines)), endpoint=endpoint, completion_window="24h"
+    )
+
+
 def read_results(client: openai.OpenAI, file_id: str | None) -> list[OpenAIBatchOutputLine]:
     """Every line of a result file, each checked against the wire model."""
     if file_id is None:

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import RunningGateway
-from tests.helpers import chat_line, jsonl, read_results, unique, upload
+from tests.helpers import chat_line, read_results, start_batch, unique
 
 ADMIN = {"authorization": "Bearer admin-secret"}
 
@@ -108,11 +108,7 @@ def test_batch_held_to_the_provider_rate_never_exceeds_it(make_gateway):
     gw.fake.limit_rate(limit, window)  # the upstream refuses what goes past its limit
     client = gw.client()
     lines = [chat_line(f"r-{i}", prompt=f"{unique()} {i}") for i in range(60)]
-    batch = client.batches.create(
-        input_file_id=upload(client, jsonl(lines)),
-        endpoint="/v1/chat/completions",
-        completion_window="24h",
-    )
+    batch = start_batch(client, lines)
     gw.drain()
     batch = client.batches.retrieve(batch.id)
     assert batch.status == "completed"
@@ -143,11 +139,7 @@ def test_batch_over_the_remaining_budget_is_refused_at_creation(make_gateway):
     # one dollar per input token: ten lines of several tokens each cannot fit in $5
     lines = [chat_line(f"b-{i}", model="fake-slow") for i in range(10)]
     with pytest.raises(openai.BadRequestError) as caught:
-        client.batches.create(
-            input_file_id=upload(client, jsonl(lines)),
-            endpoint="/v1/chat/completions",
-            completion_window="24h",
-        )
+        start_batch(client, lines)
     error = caught.value.response.json()["error"]
     assert error["code"] == "budget_exceeded"
     assert "budget" in error["message"]
@@ -161,11 +153,7 @@ def test_the_batch_suffix_does_not_escape_the_budget(make_gateway):
     client = gw.client(gw.create_key(budget_usd=5.0))
     lines = [chat_line(f"s-{i}", model="fake-slow-batch") for i in range(10)]
     with pytest.raises(openai.BadRequestError) as caught:
-        client.batches.create(
-            input_file_id=upload(client, jsonl(lines)),
-            endpoint="/v1/chat/completions",
-            completion_window="24h",
-        )
+        start_batch(client, lines)
     assert caught.value.response.json()["error"]["code"] == "budget_exceeded"
 
 
@@ -176,11 +164,7 @@ def test_budget_used_up_mid_batch_ends_the_rest_budget_exceeded(make_gateway):
     client = gw.client(key)
     # $0.01 per output token; the fake answers "echo: <prompt>", a few tokens a line
     lines = [chat_line(f"m-{i}", model="fake-ok", prompt=f"{unique()} {i}") for i in range(40)]
-    batch = client.batches.create(
-        input_file_id=upload(client, jsonl(lines)),
-        endpoint="/v1/chat/completions",
-        completion_window="24h",
-    )
+    batch = start_batch(client, lines)
     gw.drain()
     batch = client.batches.retrieve(batch.id)
     assert batch.status == "completed"
@@ -226,11 +210,7 @@ def test_sync_and_batch_usage_is_logged_and_totalled(make_gateway):
     )
     streamed_usage = [chunk.usage for chunk in stream if chunk.usage is not None][-1]
     lines = [chat_line(f"u-{i}", prompt=f"{unique()} {i}") for i in range(5)]
-    batch = client.batches.create(
-        input_file_id=upload(client, jsonl(lines)),
-        endpoint="/v1/chat/completions",
-        completion_window="24h",
-    )
+    batch = start_batch(client, lines)
     gw.drain()
     gw.run(gw.gateway.accounting.flush())
     output = read_results(client, client.batches.retrieve(batch.id).output_file_id)
@@ -263,11 +243,7 @@ def test_bodies_are_logged_only_when_the_config_asks(make_gateway):
     gw: RunningGateway = make_gateway(logs={"record_bodies": True})
     client = gw.client()
     _chat(client, prompt="keep this prompt")
-    client.batches.create(
-        input_file_id=upload(client, jsonl([chat_line("b", prompt="and this batch line")])),
-        endpoint="/v1/chat/completions",
-        completion_window="24h",
-    )
+    start_batch(client, [chat_line("b", prompt="and this batch line")])
     gw.drain()
     gw.run(gw.gateway.accounting.flush())
     rows = httpx.get(f"{gw.base_url}/admin/logs", headers=ADMIN).json()["data"]
