@@ -44,6 +44,21 @@ class BudgetUsedUp(QuotaError):
         self.error_type = "insufficient_quota"
 
 
+def reset_duration(seconds: float) -> str:
+    """A duration as OpenAI writes its reset headers: ``20ms``, ``1.5s``, ``6m0s``, ``1h0m0s``."""
+    if seconds < 1:
+        return f"{max(round(seconds * 1000), 0)}ms"
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs = f"{millis / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
 def ratelimit_headers(decision: Decision) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-*`` headers for each window of a decision."""
     headers = {}
@@ -51,7 +66,7 @@ def ratelimit_headers(decision: Decision) -> dict[str, str]:
         name = state.limit.name
         headers[f"x-ratelimit-limit-{name}"] = str(state.limit.limit)
         headers[f"x-ratelimit-remaining-{name}"] = str(state.remaining)
-        headers[f"x-ratelimit-reset-{name}"] = f"{state.reset_seconds:.3g}s"
+        headers[f"x-ratelimit-reset-{name}"] = reset_duration(state.reset_seconds)
     return headers
 
 
