@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from batchway.api.errors import client_error, error_label
+from batchway.core.ids import new_request_id
 from batchway.core.models import Principal, RequestLog, Usage
 from batchway.core.ratelimit import Decision, Ticket
 from batchway.core.routing import Route
@@ -84,7 +85,8 @@ class Call:
     model: str
     tokens: int  # the estimate charged before the call
     key_ticket: Ticket | None
-    headers: dict[str, str]  # x-request-id and the key's x-ratelimit-* headers
+    request_id: str  # the gateway's id of this request
+    headers: dict[str, str]  # the request id and the key's x-ratelimit-* headers
     started: float = field(default_factory=time.perf_counter)
     tries: int = 0
     body: bytes | None = None  # kept for the log only when the config asks
@@ -111,7 +113,6 @@ class Call:
         *,
         usage: Usage,
         status_code: int | None,
-        request_id: str | None = None,
         error_code: str | None = None,
         response: bytes | None = None,
     ) -> None:
@@ -124,9 +125,11 @@ class Call:
                 _background.add(task)
                 task.add_done_callback(_background.discard)
         succeeded = status_code is not None and status_code < 300
-        cost = gateway.accounting.price(self.model, route.provider, usage, False)[0]
-        if not succeeded:
-            cost = 0.0
+        cost = (
+            gateway.accounting.price(self.model, route.provider, usage, False)[0]
+            if succeeded
+            else 0.0
+        )
         bodies = gateway.accounting.record_bodies
         gateway.accounting.interactive(
             RequestLog(
@@ -144,9 +147,7 @@ class Call:
                 latency_ms=(time.perf_counter() - self.started) * 1000,
                 cost_usd=cost,
                 retries=max(self.tries - 1, 0),
-                request_id=self.headers.get("x-request-id") or self.headers.get("request-id")
-                if request_id is None
-                else request_id,
+                request_id=self.request_id,
                 request_body=self.body if bodies else None,
                 response_body=response if bodies else None,
             )
@@ -198,9 +199,14 @@ async def admit(
     model: str,
     body: dict[str, Any],
     raw: bytes,
-    headers: dict[str, str],
+    id_header: str = "x-request-id",
 ) -> Call:
-    """Check the key's rate limits and budget; raises a 429 error when either says no."""
+    """Check the key's rate limits and budget; raises a 429 error when either says no.
+
+    The request gets its id here, answered in ``id_header`` (Anthropic's is ``request-id``).
+    """
+    request_id = new_request_id()
+    headers = {id_header: request_id}
     tokens = 0
     if principal.tpm is not None or principal.tph is not None or gateway.quotas.counts_tokens:
         tokens = estimate_tokens(endpoint, body)
@@ -226,6 +232,7 @@ async def admit(
         model=model,
         tokens=tokens,
         key_ticket=decision.ticket if decision is not None else None,
+        request_id=request_id,
         headers=headers,
         body=raw if gateway.accounting.record_bodies else None,
     )

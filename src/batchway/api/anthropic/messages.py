@@ -14,7 +14,6 @@ from batchway.api.auth import authenticate
 from batchway.api.errors import client_error
 from batchway.api.interactive import admit
 from batchway.api.openai.routes import parse_json_bytes
-from batchway.core.ids import new_request_id
 from batchway.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 from batchway.gateway import Gateway
 from batchway.providers._sse import sse_event
@@ -40,9 +39,7 @@ async def create_message(request: Request) -> Response:
     route = gateway.router.route(model) if principal.may_use(model) else None
     if route is None:
         raise NotFound(f"model: {model}", param="model")
-    call = await admit(
-        gateway, principal, ENDPOINT, model, body, raw, {"request-id": new_request_id()}
-    )
+    call = await admit(gateway, principal, ENDPOINT, model, body, raw, "request-id")
     ticket = await call.provider_slot(route)
     provider = gateway.providers[route.provider]
     upstream_body = orjson.dumps({**body, "model": route.model})

@@ -73,9 +73,7 @@ async def _proxy(request: Request, endpoint: str) -> Response:
             param="model",
             code="model_not_found",
         )
-    call = await admit(
-        gateway, principal, endpoint, model, body, raw, {"x-request-id": new_request_id()}
-    )
+    call = await admit(gateway, principal, endpoint, model, body, raw)
     failure: GatewayError | None = None
     last: tuple[ModelRoute, Ticket | None, UpstreamError] | None = None
     for route in _ordered(routes):
