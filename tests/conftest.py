@@ -67,20 +67,35 @@ def postgres_available() -> bool:
     return False
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """Redis for the shared rate limiter; skipped when unreachable, except under CI."""
+def _redis_problem() -> str | None:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
     try:
         client.ping()
     except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
+        return f"Redis at {REDIS_URL} is unreachable: {exc}"
     finally:
         client.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> bool:
+    """Redis for the shared rate limiter; its cases are skipped when it is unreachable,
+    except under CI, where that is a failure."""
+    problem = _redis_problem()
+    if problem is None:
+        return True
+    if os.environ.get("CI") == "true":
+        pytest.fail(problem)
+    return False
+
+
+@pytest.fixture
+def redis_url(redis_available: bool) -> str:
+    if not redis_available:
+        pytest.skip("Redis is not reachable")
     return REDIS_URL
 
 

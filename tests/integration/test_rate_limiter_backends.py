@@ -10,7 +10,6 @@ Time comes from a fake clock moved by hand: no test sleeps or measures real time
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -31,8 +30,8 @@ from batchway.core.ratelimit import (
 from batchway.errors import StoreError
 from batchway.store.ratelimits import open_rate_limiter
 from batchway.store.redis_ratelimit import RedisRateLimiter
+from tests.conftest import REDIS_URL
 
-REDIS_URL = os.environ.get("BATCHWAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 START = 1_700_000_000.0  # a realistic epoch, so bucket arithmetic runs on large numbers
 
 RPM = Limit("requests", 3, 60)
@@ -50,27 +49,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def _redis_problem() -> str | None:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        return f"Redis at {REDIS_URL} is unreachable: {exc}"
-    finally:
-        client.close()
-    return None
-
-
-@pytest.fixture(scope="session")
-def redis_available() -> bool:
-    problem = _redis_problem()
-    if problem is None:
-        return True
-    if os.environ.get("CI") == "true":
-        pytest.fail(problem)
-    return False
 
 
 MakeLimiter = Callable[[], RateLimiter]
