@@ -113,8 +113,22 @@ class WorkerConfig(_Frozen):
     backoff_base_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
     idle_poll_seconds: float = Field(default=0.25, gt=0)
-    flush_interval_seconds: float = Field(default=0.02, gt=0)
+    # results are written as soon as their calls return (one transaction takes every result
+    # that arrived meanwhile); a positive interval waits that long to gather more per write
+    flush_interval_seconds: float = Field(default=0.0, ge=0)
     flush_max_items: int = Field(default=256, ge=1)
+    # give-up rules: a result that cannot be written alone after this many tries is set
+    # aside (the line fails with ``result_not_recorded``) …
+    max_record_attempts: int = Field(default=3, ge=1, le=100)
+    # … a batch whose validation or finalization raised this many times in a row ends
+    # (cancelled, expired, or failed with ``internal_error``) …
+    max_step_failures: int = Field(default=5, ge=1, le=100)
+    # … and an upstream (native) batch whose polling failed this many times in a row is
+    # given up: its lines run as calls (``batch: auto``) or fail with ``batch_failed``
+    max_upstream_failures: int = Field(default=10, ge=1, le=1000)
+    # on SIGTERM: stop claiming lines, let calls in flight finish and record them for at
+    # most this long, then exit (lines still in flight then run again after a restart)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
 
 class BatchLimits(_Frozen):

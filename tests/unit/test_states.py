@@ -38,6 +38,11 @@ ALLOWED_BATCH = {
     (B.FINALIZING, B.COMPLETED),
     (B.FINALIZING, B.EXPIRED),
     (B.CANCELLING, B.CANCELLED),
+    # a worker that gives up on a batch ends it at once
+    (B.VALIDATING, B.EXPIRED),
+    (B.IN_PROGRESS, B.FAILED),
+    (B.IN_PROGRESS, B.EXPIRED),
+    (B.FINALIZING, B.FAILED),
 }
 ALLOWED_ITEM = {
     (S.PENDING, S.LEASED),

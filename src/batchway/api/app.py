@@ -52,9 +52,7 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
                 yield
             finally:
                 if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                    await _stop_worker(gateway, task)
 
     return Starlette(
         routes=[
@@ -77,6 +75,20 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+
+
+async def _stop_worker(gateway: Gateway, task: asyncio.Task[None]) -> None:
+    """Stop the worker gracefully: calls in flight finish and are recorded (within the
+    grace period), then it hands back what it holds."""
+    gateway.worker.stop()
+    grace = gateway.config.worker.shutdown_grace_seconds
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(grace + 10):  # the worker keeps to the grace itself
+            await asyncio.shield(task)
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 async def _run_worker(gateway: Gateway) -> None:

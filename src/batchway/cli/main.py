@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import os
+import signal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -78,15 +81,25 @@ def serve(
         create_app(settings, run_worker=False if no_worker else None),
         host,
         port,
+        shutdown_timeout=math.ceil(settings.worker.shutdown_grace_seconds),
         on_ready=lambda handle: console.print(f"batchway listening on {handle.base_url}"),
     )
 
 
 @app.command()
 def worker(config: ConfigOption = None) -> None:
-    """Run only the batch worker (for more batch throughput on other machines)."""
+    """Run only the batch worker (for more batch throughput on other machines).
+
+    SIGTERM or Ctrl-C stops it gracefully: calls in flight finish and are recorded."""
     _setup_logging()
-    _with_gateway(_config(config), lambda gateway: gateway.worker.run())
+
+    async def run(gateway: Gateway) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, gateway.worker.stop)
+        await gateway.worker.run()
+
+    _with_gateway(_config(config), run)
 
 
 @app.command()

@@ -55,13 +55,24 @@ _TERMINAL_BATCH = frozenset(
     {BatchStatus.FAILED, BatchStatus.COMPLETED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
 )
 
+# A worker that gives up on a batch (its steps kept failing) ends it at once: validating →
+# failed or expired, in_progress → failed or expired, finalizing → failed or expired.
 BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
     BatchStatus.VALIDATING: frozenset(
-        {BatchStatus.IN_PROGRESS, BatchStatus.FAILED, BatchStatus.CANCELLING}
+        {BatchStatus.IN_PROGRESS, BatchStatus.FAILED, BatchStatus.CANCELLING, BatchStatus.EXPIRED}
     ),
-    BatchStatus.IN_PROGRESS: frozenset({BatchStatus.FINALIZING, BatchStatus.CANCELLING}),
+    BatchStatus.IN_PROGRESS: frozenset(
+        {
+            BatchStatus.FINALIZING,
+            BatchStatus.CANCELLING,
+            BatchStatus.FAILED,
+            BatchStatus.EXPIRED,
+        }
+    ),
     # expiry passes through finalizing too: the result files are written there
-    BatchStatus.FINALIZING: frozenset({BatchStatus.COMPLETED, BatchStatus.EXPIRED}),
+    BatchStatus.FINALIZING: frozenset(
+        {BatchStatus.COMPLETED, BatchStatus.EXPIRED, BatchStatus.FAILED}
+    ),
     BatchStatus.CANCELLING: frozenset({BatchStatus.CANCELLED}),
     BatchStatus.FAILED: frozenset(),
     BatchStatus.COMPLETED: frozenset(),

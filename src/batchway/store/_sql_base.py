@@ -12,9 +12,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    event,
-)
+from sqlalchemy import event, text
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -102,6 +100,15 @@ class SqlBase:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def healthy(self) -> bool:
+        """Can the database be reached at all? (Tells a bad row from a database outage.)"""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:

@@ -488,6 +488,58 @@ class SqlStore(SqlItemStatements):
         async with self._read() as conn:
             return [(r.id, BatchStatus(r.status)) for r in await conn.execute(query)]
 
+    async def end_batch(
+        self,
+        batch_id: str,
+        *,
+        expected: BatchStatus,
+        status: BatchStatus,
+        lines: ItemState | None,
+        values: dict[str, Any],
+    ) -> bool:
+        """End a batch at once, without result files (a worker gave up on it): its
+        unfinished lines end as ``lines`` (or are removed, when None), its counts are
+        taken from its lines, and ``values`` (timestamps, errors) are written with it."""
+        async with self._write() as conn:
+            unfinished = (
+                batch_items.c.batch_id == batch_id,
+                batch_items.c.state.in_(_ACTIVE),
+            )
+            if lines is None:
+                await conn.execute(delete(batch_items).where(batch_items.c.batch_id == batch_id))
+            else:
+                await conn.execute(
+                    update(batch_items)
+                    .where(*unfinished)
+                    .values(state=lines.value, lease_owner=None, lease_expires_at=None)
+                )
+            states: dict[str, int] = dict(
+                (
+                    await conn.execute(
+                        select(batch_items.c.state, func.count())
+                        .where(batch_items.c.batch_id == batch_id)
+                        .group_by(batch_items.c.state)
+                    )
+                ).all()
+            )
+            counts = counts_from_states(sum(states.values()), states)
+            return await self._set_status(
+                conn,
+                batch_id,
+                [expected],
+                status,
+                {
+                    **values,
+                    "total": counts.total,
+                    "succeeded": counts.succeeded,
+                    "failed": counts.failed,
+                    "cancelled": counts.cancelled,
+                    "expired": counts.expired,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                },
+            )
+
     async def finish_as(self, batch_id: str) -> BatchStatus | None:
         async with self._read() as conn:
             value = (

@@ -210,6 +210,11 @@ _RECORD_OUTCOME = (
 )
 
 
+def _chunks(values: list[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
 class ItemResultRow:
     """A finished line as the finalizer reads it."""
 
@@ -374,38 +379,101 @@ class SqlItemStatements(SqlBase):
                 .values(lease_expires_at=until)
             )
 
-    async def release_expired_leases(self, now: float) -> int:
-        """Give back the lines of workers that stopped renewing their leases."""
+    async def release_expired_leases(self, now: float, max_attempts: int | None = None) -> int:
+        """Give back the lines of workers that stopped renewing their leases.
+
+        A line that has already been claimed ``max_attempts`` times fails instead
+        (``worker_lost``): a line that takes its worker down with it must not do so forever.
+        """
+        expired = (
+            batch_items.c.state == ItemState.LEASED.value,
+            batch_items.c.lease_expires_at < now,
+        )
         async with self._write() as conn:
+            if max_attempts is not None:
+                await conn.execute(
+                    update(batch_items)
+                    .where(*expired, batch_items.c.attempts >= max_attempts)
+                    .values(
+                        state=ItemState.FAILED.value,
+                        error_code="worker_lost",
+                        error_message=(
+                            f"The worker running this line stopped during each of its "
+                            f"{max_attempts} attempts; it was not tried again."
+                        ),
+                        finished_at=now,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
+                )
             result = await conn.execute(
                 update(batch_items)
-                .where(
-                    batch_items.c.state == ItemState.LEASED.value,
-                    batch_items.c.lease_expires_at < now,
-                )
+                .where(*expired)
                 .values(state=ItemState.PENDING.value, lease_owner=None, lease_expires_at=None)
             )
         return result.rowcount
 
-    async def release_worker(self, worker: str) -> int:
+    async def release_worker(self, worker: str, unstarted: Iterable[str] = ()) -> int:
         """A worker stopping cleanly hands back what it holds at once, rather than letting
-        its leases run out: the lines it had claimed, and the batches it was working on."""
+        its leases run out: the lines it had claimed, and the batches it was working on.
+        Lines in ``unstarted`` were claimed but never sent: their attempt is taken back."""
+        never_sent = [int(item_id) for item_id in unstarted]
+        held = (
+            batch_items.c.state == ItemState.LEASED.value,
+            batch_items.c.lease_owner == worker,
+        )
         async with self._write() as conn:
+            released = 0
+            for chunk in _chunks(never_sent, _PAGE):
+                result = await conn.execute(
+                    update(batch_items)
+                    .where(*held, batch_items.c.id.in_(chunk))
+                    .values(
+                        state=ItemState.PENDING.value,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        attempts=func.max(batch_items.c.attempts - 1, 0)
+                        if self.is_sqlite
+                        else func.greatest(batch_items.c.attempts - 1, 0),
+                    )
+                )
+                released += result.rowcount
             result = await conn.execute(
                 update(batch_items)
-                .where(
-                    batch_items.c.state == ItemState.LEASED.value,
-                    batch_items.c.lease_owner == worker,
-                )
+                .where(*held)
                 .values(state=ItemState.PENDING.value, lease_owner=None, lease_expires_at=None)
             )
+            released += result.rowcount
             for table in (batches, upstream_batches):
                 await conn.execute(
                     update(table)
                     .where(table.c.lease_owner == worker)
                     .values(lease_owner=None, lease_expires_at=None)
                 )
-        return result.rowcount
+        return released
+
+    async def fail_unrecorded(self, worker: str, item_id: str, reason: str, now: float) -> bool:
+        """Fail a held line whose result the database would not take (no log, no price)."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(batch_items)
+                .where(
+                    batch_items.c.id == int(item_id),
+                    batch_items.c.lease_owner == worker,
+                    batch_items.c.state == ItemState.LEASED.value,
+                )
+                .values(
+                    state=ItemState.FAILED.value,
+                    status_code=None,
+                    response=None,
+                    error_code="result_not_recorded",
+                    error_message=reason,
+                    finished_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+        return result.rowcount > 0
 
     async def record_outcomes(
         self,

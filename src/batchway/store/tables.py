@@ -145,6 +145,7 @@ batch_items = Table(
     Index("ix_batch_items_claim", "state", "provider", "not_before"),
     Index("ix_batch_items_batch_state", "batch_id", "state"),
     Index("ix_batch_items_lease", "state", "lease_expires_at"),
+    sqlite_autoincrement=True,  # ids of deleted lines are never handed out again
 )
 
 # a batch submitted to a provider's native batch API, carrying lines of one provider,
@@ -201,4 +202,5 @@ request_logs = Table(
     Index("ix_request_logs_time", "created_at_ms"),
     Index("ix_request_logs_key_time", "key_id", "created_at_ms"),
     Index("ix_request_logs_batch", "batch_id"),
+    sqlite_autoincrement=True,
 )

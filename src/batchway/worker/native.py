@@ -73,10 +73,19 @@ class NativeBatches:
         now = clock.now_float()
         for row in await self._upstream.due(self._worker, now, self._settings.lease_seconds):
             moved = True
+            api = self._apis[row.provider]
             try:
-                await self._advance(row, self._apis[row.provider])
+                await self._advance(row, api)
             except UpstreamError as error:
-                await self._retry_later(row, error)
+                await self._retry_later(row, api, error)
+            except Exception as exc:  # one upstream batch must not stop the others
+                log.exception(
+                    "upstream batch step crashed",
+                    extra={"action": "upstream_error", "upstream": row.id},
+                )
+                await self._retry_later(
+                    row, api, UpstreamError(f"internal error ({type(exc).__name__})")
+                )
         return moved
 
     async def next_due_in(self) -> float:
@@ -248,10 +257,22 @@ class NativeBatches:
                 row.owner, native, clock.now_float(), self._accounting
             )
 
-    async def _retry_later(self, row: UpstreamBatchRow, error: UpstreamError) -> None:
+    async def _retry_later(
+        self, row: UpstreamBatchRow, api: NativeBatchAPI, error: UpstreamError
+    ) -> None:
+        """Poll again later, or give the upstream batch up once it failed too often."""
+        if row.failures + 1 >= self._settings.max_upstream_failures:
+            log.error(
+                "upstream batch failed too often; given up",
+                extra={"action": "upstream_given_up", "upstream": row.id, "error": error.message},
+            )
+            reason = f"it failed {row.failures + 1} times in a row ({error.message})"
+            await self._refused(row, api, reason, None)
+            return
         delay = min(self._settings.backoff_max_seconds, 2.0**row.failures)
         if error.retry_after is not None:
-            delay = max(delay, error.retry_after)
+            # never longer than the slowest poll, whatever the provider asks for
+            delay = min(max(delay, error.retry_after), api.poll_seconds[1])
         log.warning(
             "upstream batch step failed; will retry",
             extra={"action": "upstream_retry", "upstream": row.id, "error": error.message},

@@ -2,13 +2,16 @@
 
 Per provider there is a *lane*: ``max_concurrency`` runners take lines from a local queue
 that a feeder keeps topped up by leasing lines in chunks (one SQL statement per chunk,
-not per line). Results are collected and written in bulk by a flusher every few
-milliseconds. A heartbeat renews this worker's leases; any worker hands back the lines
-of workers whose leases ran out. A housekeeping loop validates new batches, expires old
-ones and finalizes finished ones.
+not per line). A runner hands each outcome to the `ResultRecorder` and waits until it is
+committed before it takes the next line, so a crash repeats at most the calls in flight. A
+heartbeat renews this worker's leases; any worker hands back the lines of workers whose
+leases ran out. A housekeeping loop validates new batches, expires old ones and finalizes
+finished ones; a batch whose step keeps failing is ended after ``max_step_failures``.
 
 ``drain()`` runs the same machinery until no batch has anything left to do, then
-returns: tests and one-shot jobs rely on it.
+returns: tests and one-shot jobs rely on it. ``stop()`` ends ``run()`` gracefully: no new
+lines are claimed, calls in flight finish and are recorded (for at most
+``shutdown_grace_seconds``), and unstarted lines are handed back.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -30,7 +33,7 @@ from batchway.core.models import BatchItem, ItemOutcome, Usage
 from batchway.core.quotas import Quotas
 from batchway.core.retry import RetryPolicy
 from batchway.core.routing import Router
-from batchway.core.states import BatchStatus, ItemState
+from batchway.core.states import BatchStatus, ItemState, transition
 from batchway.core.tokens import estimate_tokens
 from batchway.providers.base import Provider
 from batchway.providers.registry import ProviderRegistry
@@ -41,10 +44,12 @@ from batchway.worker.executor import Executor
 from batchway.worker.finalizer import finalize_batch
 from batchway.worker.intake import validate_batch
 from batchway.worker.native import NativeBatches
+from batchway.worker.recorder import ResultRecorder
 
 __all__ = ["LineBudgets", "Worker"]
 
 _MIN_PREFETCH = 256  # lines one claim may take: fewer claims per line at low concurrency
+_LOOP_BACKOFF_MAX = 5.0  # longest pause of a loop whose step raised
 
 log = logging.getLogger("batchway.worker")
 
@@ -83,6 +88,12 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
     event.clear()
 
 
+async def _pause_after_error(name: str, failures: int) -> None:
+    """A loop's step raised: log it and wait a little longer each time (capped)."""
+    log.exception(f"{name} step failed", extra={"action": f"{name}_error"})
+    await asyncio.sleep(min(_LOOP_BACKOFF_MAX, 0.05 * 2**failures))
+
+
 class _Lane:
     """The lines of one provider: a local queue, its feeder and its runners.
 
@@ -106,8 +117,11 @@ class _Lane:
     def hungry(self) -> bool:
         return self.queue.qsize() <= self.prefetch // 2
 
+    def waiting(self) -> list[BatchItem]:
+        return list(self.queue._queue)  # type: ignore[attr-defined]
+
     def waiting_batches(self) -> set[str]:
-        return {item.batch_id for item in self.queue._queue}  # type: ignore[attr-defined]
+        return {item.batch_id for item in self.waiting()}
 
 
 class Worker:
@@ -132,7 +146,6 @@ class Worker:
         self._store = store
         self._blobs = blobs
         self._router = router
-        self._accounting = accounting
         self._quotas = quotas
         self._budgets = budgets
         self._executor = Executor(
@@ -152,11 +165,19 @@ class Worker:
             on_results=self._results_arrived,
             accounting=accounting,
         )
+        self._recorder = ResultRecorder(
+            worker_id=self.id,
+            store=store,
+            accounting=accounting,
+            max_items=self._settings.flush_max_items,
+            interval=self._settings.flush_interval_seconds,
+            max_attempts=self._settings.max_record_attempts,
+            on_recorded=self._recorded,
+        )
         self._native_wake = asyncio.Event()
-        self._outcomes: list[ItemOutcome] = []
-        self._have_outcomes = asyncio.Event()
         self._housekeeping = asyncio.Event()
         self._progress = asyncio.Event()
+        self._stopping = asyncio.Event()
         # batches cancelled or expired while some of their lines wait in a local queue
         self._stopped: dict[str, ItemState] = {}
         # batches whose last step raised: how often, and when to try again
@@ -172,10 +193,16 @@ class Worker:
         for lane in self._lanes.values():
             lane.wake.set()
 
+    def stop(self) -> None:
+        """End ``run()`` gracefully (safe to call from a signal handler on the loop)."""
+        self._stopping.set()
+        self._progress.set()
+        self.wake()
+
     # -- running ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Work until cancelled."""
+        """Work until ``stop()`` (or until cancelled)."""
         await self._run_until(None)
 
     async def drain(self) -> None:
@@ -183,8 +210,9 @@ class Worker:
         await self._run_until(self._idle)
 
     async def _run_until(self, done: Callable[[], Awaitable[bool]] | None) -> None:
+        self._stopping.clear()
         tasks = [
-            asyncio.create_task(self._flusher(), name="flusher"),
+            asyncio.create_task(self._recorder.run(), name="recorder"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self._housekeeper(), name="housekeeper"),
         ]
@@ -199,56 +227,91 @@ class Worker:
                 for _ in range(lane.size)
             ]
         try:
-            if done is None:
-                await asyncio.gather(*tasks)
-            else:
-                while True:
-                    for task in tasks:  # a crashed loop must not leave drain waiting forever
-                        if task.done() and task.exception() is not None:
-                            raise task.exception()  # type: ignore[misc]
-                    if await done():
-                        break
-                    await _wait(self._progress, self._settings.idle_poll_seconds)
+            while not self._stopping.is_set():
+                for task in tasks:  # a crashed loop must not leave the worker waiting forever
+                    if task.done() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                if done is not None and await done():
+                    break
+                await _wait(self._progress, self._settings.idle_poll_seconds)
+            if self._stopping.is_set():
+                await self._finish_in_flight()
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._flush()
-            try:
-                released = await self._store.release_worker(self.id)
-            except Exception:  # the leases run out by themselves then
-                log.exception("cannot hand back leases", extra={"action": "release_failed"})
-            else:
-                if released:
-                    log.info(
-                        "handed back unfinished lines",
-                        extra={"action": "leases_released", "lines": released},
-                    )
+            await self._hand_back()
+
+    async def _finish_in_flight(self) -> None:
+        """Let the calls under way end and their results be written (within the grace)."""
+        grace = self._settings.shutdown_grace_seconds
+        in_flight = sum(lane.running for lane in self._lanes.values())
+        log.info(
+            "stopping: letting calls in flight finish",
+            extra={"action": "worker_stopping", "lines": in_flight, "grace_seconds": grace},
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while any(lane.running for lane in self._lanes.values()) or (
+                    self._recorder.pending
+                ):
+                    await _wait(self._progress, 0.05)
+
+    async def _hand_back(self) -> None:
+        """Write what is left and hand back every lease this worker holds."""
+        unstarted = [item.id for lane in self._lanes.values() for item in lane.waiting()]
+        for lane in self._lanes.values():
+            while not lane.queue.empty():
+                lane.queue.get_nowait()
+        with contextlib.suppress(Exception):  # logged by the recorder
+            await self._recorder.flush()
+        try:
+            released = await self._store.release_worker(self.id, unstarted)
+        except Exception:  # the leases run out by themselves then
+            log.exception("cannot hand back leases", extra={"action": "release_failed"})
+        else:
+            if released:
+                log.info(
+                    "handed back unfinished lines",
+                    extra={"action": "leases_released", "lines": released},
+                )
 
     async def _idle(self) -> bool:
         nothing_held = all(lane.held == 0 for lane in self._lanes.values())
-        return nothing_held and not self._outcomes and not await self._store.has_work()
+        return nothing_held and not self._recorder.pending and not await self._store.has_work()
 
     # -- lines --------------------------------------------------------------------------
 
     async def _feeder(self, lane: _Lane) -> None:
-        lease = self._settings.lease_seconds
-        while True:
-            await self._note_stopped_batches(lane)
-            if not lane.hungry:
-                await _wait(lane.wake, self._settings.idle_poll_seconds)
-                continue
-            items = await self._store.claim_items(
-                self.id,
-                lane.provider.name,
-                lane.prefetch - lane.queue.qsize(),
-                clock.now_float(),
-                lease,
-            )
-            for item in items:
-                lane.queue.put_nowait(item)
-            if not items:
-                await _wait(lane.wake, await self._idle_wait())
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._feed(lane)
+            except Exception:  # a database hiccup must not stop the lane for good
+                await _pause_after_error("feeder", failures)
+                failures += 1
+            else:
+                failures = 0
+
+    async def _feed(self, lane: _Lane) -> None:
+        await self._note_stopped_batches(lane)
+        if not lane.hungry:
+            await _wait(lane.wake, self._settings.idle_poll_seconds)
+            return
+        items = await self._store.claim_items(
+            self.id,
+            lane.provider.name,
+            lane.prefetch - lane.queue.qsize(),
+            clock.now_float(),
+            self._settings.lease_seconds,
+        )
+        if self._stopping.is_set():  # claimed as the stop came: handed back unstarted
+            lane.queue._queue.extend(items)  # type: ignore[attr-defined]
+            return
+        for item in items:
+            lane.queue.put_nowait(item)
+        if not items:
+            await _wait(lane.wake, await self._idle_wait())
 
     async def _note_stopped_batches(self, lane: _Lane) -> None:
         """Learn which waiting lines belong to batches that were cancelled or expired since
@@ -269,23 +332,39 @@ class Worker:
     async def _runner(self, lane: _Lane) -> None:
         while True:
             item = await lane.queue.get()
-            stopped = self._stopped.get(item.batch_id)
-            if stopped is not None:
-                outcome = ItemOutcome(item_id=item.id, state=stopped)
-            elif self._budgets is not None and await self._budgets.exhausted(item.owner):
-                outcome = _budget_exceeded(item)
-            else:
-                lane.running += 1
-                try:
-                    outcome = await self._run_within_quota(item)
-                finally:
-                    lane.running -= 1
-                if self._budgets is not None and outcome.state is ItemState.SUCCEEDED:
-                    self._budgets.spend(item.owner, item.model, item.provider, outcome.usage)
-            self._outcomes.append(outcome)
-            self._have_outcomes.set()
+            if self._stopping.is_set():  # handed back unstarted
+                lane.queue.put_nowait(item)
+                await asyncio.Event().wait()  # until the worker cancels its loops
+            lane.running += 1
+            try:
+                outcome = await self._outcome(item)
+            finally:
+                lane.running -= 1
+            # the next line waits until this result is on disk: a crash repeats at most
+            # one call per runner
+            await self._recorder.submit(outcome)
             if lane.hungry:
                 lane.wake.set()
+
+    async def _outcome(self, item: BatchItem) -> ItemOutcome:
+        stopped = self._stopped.get(item.batch_id)
+        if stopped is not None:
+            return ItemOutcome(item_id=item.id, state=stopped)
+        try:
+            exhausted = self._budgets is not None and await self._budgets.exhausted(item.owner)
+        except Exception:  # the budget cannot be read now: the line waits and tries again
+            log.exception("cannot read a budget", extra={"action": "budget_error"})
+            return ItemOutcome(
+                item_id=item.id,
+                state=ItemState.PENDING,
+                not_before=clock.now_float() + self._settings.backoff_max_seconds,
+            )
+        if exhausted:
+            return _budget_exceeded(item)
+        outcome = await self._run_within_quota(item)
+        if self._budgets is not None and outcome.state is ItemState.SUCCEEDED:
+            self._budgets.spend(item.owner, item.model, item.provider, outcome.usage)
+        return outcome
 
     async def _run_within_quota(self, item: BatchItem) -> ItemOutcome:
         """Run a line once its provider's rate limits have room for it (batch share)."""
@@ -300,36 +379,18 @@ class Worker:
         await quotas.settle(ticket, outcome.usage.total_tokens)
         return outcome
 
-    async def _flusher(self) -> None:
-        while True:
-            await self._have_outcomes.wait()
-            if len(self._outcomes) < self._settings.flush_max_items:
-                await asyncio.sleep(self._settings.flush_interval_seconds)
-            await self._flush()
-
-    async def _flush(self) -> None:
-        self._have_outcomes.clear()
-        if not self._outcomes:
-            return
-        outcomes, self._outcomes = self._outcomes, []
-        try:
-            touched = await self._store.record_outcomes(
-                self.id, outcomes, clock.now_float(), self._accounting
-            )
-        except Exception:
-            # keep them: the next flush tries again (the leases are still ours)
-            log.exception("cannot record results", extra={"action": "flush_failed"})
-            self._outcomes = outcomes + self._outcomes
-            await asyncio.sleep(self._settings.idle_poll_seconds)
-            self._have_outcomes.set()
-            return
+    async def _recorded(self, outcomes: Sequence[ItemOutcome], touched: set[str]) -> None:
+        """After a commit: retried lines may run again, ended batches be finalized."""
         if any(o.state is ItemState.PENDING for o in outcomes):
             for lane in self._lanes.values():
                 lane.wake.set()
-        for batch_id in touched:
-            if not await self._store.has_active_items(batch_id):
-                self._housekeeping.set()
-                break
+        try:
+            for batch_id in touched:
+                if not await self._store.has_active_items(batch_id):
+                    self._housekeeping.set()
+                    break
+        except Exception:  # the housekeeper looks again by itself
+            self._housekeeping.set()
         self._progress.set()
 
     async def _native_loop(self) -> None:
@@ -341,15 +402,28 @@ class Worker:
                 moved = False
             self._progress.set()
             if not moved:
-                await _wait(self._native_wake, await self._native.next_due_in())
+                try:
+                    wait = await self._native.next_due_in()
+                except Exception:
+                    wait = self._settings.idle_poll_seconds
+                await _wait(self._native_wake, wait)
 
     async def _heartbeat(self) -> None:
         lease = self._settings.lease_seconds
+        failures = 0
         while True:
             await asyncio.sleep(lease / 3)
-            now = clock.now_float()
-            await self._store.extend_leases(self.id, now + lease)
-            released = await self._store.release_expired_leases(now)
+            try:
+                now = clock.now_float()
+                await self._store.extend_leases(self.id, now + lease)
+                released = await self._store.release_expired_leases(
+                    now, self._settings.max_attempts
+                )
+            except Exception:
+                await _pause_after_error("heartbeat", failures)
+                failures += 1
+                continue
+            failures = 0
             if released:
                 log.warning(
                     "took back lines of a worker that stopped",
@@ -360,10 +434,22 @@ class Worker:
     # -- batches ------------------------------------------------------------------------
 
     async def _housekeeper(self) -> None:
-        # lines of a worker that died before this one started come back at once
-        await self._store.release_expired_leases(clock.now_float())
+        failures = 0
+        started = False
         while True:
-            did_work = await self._housekeep()
+            try:
+                if not started:
+                    # lines of a worker that died before this one started come back at once
+                    await self._store.release_expired_leases(
+                        clock.now_float(), self._settings.max_attempts
+                    )
+                    started = True
+                did_work = await self._housekeep()
+            except Exception:  # the list of batches could not be read: try again soon
+                await _pause_after_error("housekeeping", failures)
+                failures += 1
+                continue
+            failures = 0
             self._progress.set()
             if not did_work:
                 await _wait(self._housekeeping, self._settings.idle_poll_seconds)
@@ -372,6 +458,8 @@ class Worker:
         did_work = False
         now = clock.now()
         for batch_id, status in await self._store.batches_needing_work(now):
+            if self._stopping.is_set():
+                break
             failures, retry_at = self._step_failures.get(batch_id, (0, 0.0))
             if retry_at > clock.now_float():
                 continue  # it failed just now: give it (or the database) a moment
@@ -382,12 +470,17 @@ class Worker:
             did_work = True
             try:
                 await self._advance(batch_id, status, now)
-            except Exception:  # one broken batch must not stop the others
+            except Exception as exc:  # one broken batch must not stop the others
                 log.exception(
                     "batch step failed", extra={"action": "batch_error", "batch_id": batch_id}
                 )
-                delay = min(self._settings.backoff_max_seconds, 2.0**failures)
-                self._step_failures[batch_id] = (failures + 1, clock.now_float() + delay)
+                failures += 1
+                if failures >= self._settings.max_step_failures:
+                    self._step_failures.pop(batch_id, None)
+                    await self._give_up(batch_id, failures, exc)
+                else:
+                    delay = min(self._settings.backoff_max_seconds, 2.0**failures)
+                    self._step_failures[batch_id] = (failures, clock.now_float() + delay)
             else:
                 self._step_failures.pop(batch_id, None)
         return did_work
@@ -422,4 +515,59 @@ class Worker:
                 if await self._store.has_active_items(batch_id):
                     return  # in-flight lines finish first
         await finalize_batch(self._store, self._blobs, batch_id)
+        self._stopped.pop(batch_id, None)
+
+    async def _give_up(self, batch_id: str, failures: int, error: BaseException) -> None:
+        """A batch whose step failed ``failures`` times ends now, without result files:
+        a cancelled one as cancelled, an expiring one as expired, any other as failed."""
+        batch = await self._store.get_batch(None, batch_id)
+        if batch is None or batch.status.terminal:
+            return
+        finish_as = await self._store.finish_as(batch_id)
+        if batch.status is BatchStatus.CANCELLING or finish_as is BatchStatus.CANCELLED:
+            target, lines = BatchStatus.CANCELLED, ItemState.CANCELLED
+        elif finish_as is BatchStatus.EXPIRED or batch.expires_at <= clock.now():
+            target, lines = BatchStatus.EXPIRED, ItemState.EXPIRED
+        else:
+            target, lines = BatchStatus.FAILED, ItemState.FAILED
+        stage = "validated" if batch.status is BatchStatus.VALIDATING else "finished"
+        message = (
+            f"The batch could not be {stage}: the step failed {failures} times "
+            f"({type(error).__name__}); it was stopped."
+        )
+        errors: list[dict[str, object]] = [
+            {"code": "internal_error", "message": message, "line": None, "param": None}
+        ]
+        await self._end(
+            batch_id,
+            batch.status,
+            target,
+            None if batch.status is BatchStatus.VALIDATING else lines,
+            errors,
+        )
+        log.error(
+            "gave up on a batch",
+            extra={"action": "batch_given_up", "batch_id": batch_id, "status": target.value},
+        )
+
+    async def _end(
+        self,
+        batch_id: str,
+        status: BatchStatus,
+        target: BatchStatus,
+        lines: ItemState | None,
+        errors: list[dict[str, object]],
+    ) -> None:
+        now = clock.now()
+        stamp = {
+            BatchStatus.FAILED: "failed_at",
+            BatchStatus.EXPIRED: "expired_at",
+            BatchStatus.CANCELLED: "cancelled_at",
+        }[transition(status, target)]
+        values: dict[str, object] = {stamp: now}
+        if errors:
+            values["errors"] = errors
+        await self._store.end_batch(
+            batch_id, expected=status, status=target, lines=lines, values=values
+        )
         self._stopped.pop(batch_id, None)
