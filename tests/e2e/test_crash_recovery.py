@@ -264,9 +264,7 @@ def test_sigterm_mid_batch_finishes_the_calls_in_flight(
     sent_before = {
         r.json["messages"][0]["content"] for r in fake.requests if r.model == "fake-slow"
     }
-    recorded = {
-        f"{tag}:{line.removeprefix('line-')}" for line in _recorded_lines(database_url)
-    }
+    recorded = {f"{tag}:{line.removeprefix('line-')}" for line in _recorded_lines(database_url)}
     assert sent_before == recorded
 
     crashable.start()

@@ -1172,3 +1172,68 @@ async def test_next_retry_at_ignores_lines_of_a_batch_still_validating(
     assert await claim(store) == []
 
     assert await store.next_retry_at(NOW) is None
+
+
+async def test_a_line_whose_worker_keeps_dying_fails_after_max_attempts(
+    store: SqlStore, make_batch: MakeBatch
+) -> None:
+    batch_id = await make_batch(items=2)
+    now = NOW
+    for _ in range(3):  # claimed three times, each worker dies holding it
+        await claim(store, "w1", now=now, lease=5)
+        now += 6
+        await store.release_expired_leases(now, max_attempts=3)
+    rows = await item_rows(store, batch_id)
+    assert [r.state for r in rows] == ["failed", "failed"]
+    assert {r.error_code for r in rows} == {"worker_lost"}
+    assert await claim(store, "w2", now=now) == []
+
+
+async def test_lines_handed_back_unstarted_keep_their_attempts(
+    store: SqlStore, make_batch: MakeBatch
+) -> None:
+    batch_id = await make_batch(items=3)
+    items = await claim(store, "w1")
+    assert [i.attempts for i in items] == [1, 1, 1]
+    # the first was sent (its call was cut short), the others never left the queue
+    assert await store.release_worker("w1", unstarted=[items[1].id, items[2].id]) == 3
+    rows = await item_rows(store, batch_id)
+    assert [(r.state, r.attempts) for r in rows] == [("pending", 1), ("pending", 0), ("pending", 0)]
+
+
+async def test_fail_unrecorded_fails_a_held_line_without_a_log(
+    store: SqlStore, make_batch: MakeBatch
+) -> None:
+    batch_id = await make_batch(items=1)
+    (item,) = await claim(store, "w1")
+    assert not await store.fail_unrecorded("w2", item.id, "nope", NOW)  # not its line
+    assert await store.fail_unrecorded("w1", item.id, "The result could not be stored.", NOW)
+    (row,) = await item_rows(store, batch_id)
+    assert (row.state, row.error_code, row.lease_owner) == ("failed", "result_not_recorded", None)
+
+
+async def test_end_batch_ends_it_at_once_with_its_lines(
+    store: SqlStore, make_batch: MakeBatch
+) -> None:
+    batch_id = await make_batch(items=3)
+    items = await claim(store, "w1", limit=1)
+    await store.record_outcomes("w1", [succeeded(items[0])], NOW)
+    ended = await store.end_batch(
+        batch_id,
+        expected=BatchStatus.IN_PROGRESS,
+        status=BatchStatus.FAILED,
+        lines=ItemState.FAILED,
+        values={"failed_at": NOW, "errors": [{"code": "internal_error", "message": "x"}]},
+    )
+    assert ended
+    batch = await fetch(store, batch_id)
+    assert batch.status is BatchStatus.FAILED
+    assert (batch.counts.succeeded, batch.counts.failed, batch.counts.total) == (1, 2, 3)
+    assert [e.code for e in batch.errors] == ["internal_error"]
+    assert not await store.end_batch(
+        batch_id,
+        expected=BatchStatus.IN_PROGRESS,
+        status=BatchStatus.FAILED,
+        lines=None,
+        values={},
+    )

@@ -28,6 +28,7 @@ log = logging.getLogger("batchway.accounting")
 
 _RETENTION_EVERY_SECONDS = 3600.0
 _MAX_QUEUED = 100_000  # logs kept while the database is unreachable, then the oldest go
+_MAX_FAILED_ROUNDS = 40  # rounds (~10 s) a write may fail whole before its rows are dropped
 
 
 class LogSink(Protocol):
@@ -54,6 +55,7 @@ class Accounting:
         self._sink = sink
         self._settings = settings
         self._queue: list[RequestLog] = []
+        self._failed_rounds = 0
         self._queued = asyncio.Event()
 
     def price(
@@ -88,7 +90,9 @@ class Accounting:
         self.logged((entry,))
 
     async def flush(self) -> None:
-        """Write what is queued (and keep it queued if the database refuses)."""
+        """Write what is queued. If the write fails, each row is tried alone: a row the
+        database refuses is dropped (logged), the others are written; if every row fails
+        (the database is down) they stay queued for the next round."""
         if not self._queue:
             return
         batch, self._queue = self._queue, []
@@ -96,8 +100,32 @@ class Accounting:
             await self._sink.insert(batch)
         except Exception:
             log.exception("cannot write request logs", extra={"action": "logs_failed"})
-            self._queue = batch + self._queue
-            raise
+        else:
+            self._failed_rounds = 0
+            return
+        kept: list[RequestLog] = []
+        for entry in batch:
+            try:
+                await self._sink.insert([entry])
+            except Exception:
+                kept.append(entry)
+        if len(kept) == len(batch):
+            self._failed_rounds += 1
+            if self._failed_rounds < _MAX_FAILED_ROUNDS:
+                self._queue = batch + self._queue
+                raise RuntimeError("request logs could not be written; they stay queued")
+            log.error(
+                "request logs could not be written for a long time; dropped",
+                extra={"action": "logs_dropped", "rows": len(batch)},
+            )
+            self._failed_rounds = 0
+            return
+        self._failed_rounds = 0
+        if kept:
+            log.error(
+                "request logs the database refused were dropped",
+                extra={"action": "logs_dropped", "rows": len(kept)},
+            )
 
     async def run(self) -> None:
         """Write queued logs every few hundred milliseconds and apply the retention."""
