@@ -17,6 +17,7 @@ lines are claimed, calls in flight finish and are recorded (for at most
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -178,6 +179,7 @@ class Worker:
         self._housekeeping = asyncio.Event()
         self._progress = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._running: collections.Counter[str] = collections.Counter()  # batch → in flight
         # batches cancelled or expired while some of their lines wait in a local queue
         self._stopped: dict[str, ItemState] = {}
         # batches whose last step raised: how often, and when to try again
@@ -336,10 +338,14 @@ class Worker:
                 lane.queue.put_nowait(item)
                 await asyncio.Event().wait()  # until the worker cancels its loops
             lane.running += 1
+            self._running[item.batch_id] += 1
             try:
                 outcome = await self._outcome(item)
             finally:
                 lane.running -= 1
+                self._running[item.batch_id] -= 1
+                if not self._running[item.batch_id]:
+                    del self._running[item.batch_id]
             # the next line waits until this result is on disk: a crash repeats at most
             # one call per runner
             await self._recorder.submit(outcome)
@@ -384,14 +390,23 @@ class Worker:
         if any(o.state is ItemState.PENDING for o in outcomes):
             for lane in self._lanes.values():
                 lane.wake.set()
+        # a batch of which this worker still holds lines has not ended: ask the database
+        # only about the others (usually just at a batch's tail)
+        held = self._held_batches()
         try:
-            for batch_id in touched:
+            for batch_id in touched - held:
                 if not await self._store.has_active_items(batch_id):
                     self._housekeeping.set()
                     break
         except Exception:  # the housekeeper looks again by itself
             self._housekeeping.set()
         self._progress.set()
+
+    def _held_batches(self) -> set[str]:
+        held = set(self._running)
+        for lane in self._lanes.values():
+            held |= lane.waiting_batches()
+        return held
 
     async def _native_loop(self) -> None:
         while True:
