@@ -51,6 +51,7 @@ __all__ = ["LineBudgets", "Worker"]
 
 _MIN_PREFETCH = 256  # lines one claim may take: fewer claims per line at low concurrency
 _LOOP_BACKOFF_MAX = 5.0  # longest pause of a loop whose step raised
+_STEPS_AT_ONCE = 4  # batches validated or finalized at the same time by one worker
 
 log = logging.getLogger("batchway.worker")
 
@@ -184,6 +185,7 @@ class Worker:
         self._stopped: dict[str, ItemState] = {}
         # batches whose last step raised: how often, and when to try again
         self._step_failures: dict[str, tuple[int, float]] = {}
+        self._steps: dict[str, asyncio.Task[None]] = {}  # batch steps under way
 
     def _results_arrived(self) -> None:
         self._housekeeping.set()
@@ -239,6 +241,7 @@ class Worker:
             if self._stopping.is_set():
                 await self._finish_in_flight()
         finally:
+            tasks += self._steps.values()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -470,11 +473,15 @@ class Worker:
                 await _wait(self._housekeeping, self._settings.idle_poll_seconds)
 
     async def _housekeep(self) -> bool:
+        """Start a step for each batch that needs one (several run at once, so one long
+        validation or finalization never holds up the others)."""
         did_work = False
         now = clock.now()
         for batch_id, status in await self._store.batches_needing_work(now):
-            if self._stopping.is_set():
+            if self._stopping.is_set() or len(self._steps) >= _STEPS_AT_ONCE:
                 break
+            if batch_id in self._steps:
+                continue
             failures, retry_at = self._step_failures.get(batch_id, (0, 0.0))
             if retry_at > clock.now_float():
                 continue  # it failed just now: give it (or the database) a moment
@@ -483,22 +490,33 @@ class Worker:
             ):
                 continue
             did_work = True
-            try:
-                await self._advance(batch_id, status, now)
-            except Exception as exc:  # one broken batch must not stop the others
-                log.exception(
-                    "batch step failed", extra={"action": "batch_error", "batch_id": batch_id}
-                )
-                failures += 1
-                if failures >= self._settings.max_step_failures:
-                    self._step_failures.pop(batch_id, None)
-                    await self._give_up(batch_id, failures, exc)
-                else:
-                    delay = min(self._settings.backoff_max_seconds, 2.0**failures)
-                    self._step_failures[batch_id] = (failures, clock.now_float() + delay)
-            else:
-                self._step_failures.pop(batch_id, None)
+            task = asyncio.create_task(self._step(batch_id, status, now, failures))
+            self._steps[batch_id] = task
         return did_work
+
+    async def _step(self, batch_id: str, status: BatchStatus, now: int, failures: int) -> None:
+        try:
+            await self._advance(batch_id, status, now)
+        except Exception as exc:  # one broken batch must not stop the others
+            log.exception(
+                "batch step failed", extra={"action": "batch_error", "batch_id": batch_id}
+            )
+            failures += 1
+            if failures >= self._settings.max_step_failures:
+                self._step_failures.pop(batch_id, None)
+                try:
+                    await self._give_up(batch_id, failures, exc)
+                except Exception:  # the database: the next round tries again
+                    log.exception("cannot end a batch", extra={"action": "batch_error"})
+            else:
+                delay = min(self._settings.backoff_max_seconds, 2.0**failures)
+                self._step_failures[batch_id] = (failures, clock.now_float() + delay)
+        else:
+            self._step_failures.pop(batch_id, None)
+        finally:
+            self._steps.pop(batch_id, None)
+            self._housekeeping.set()
+            self._progress.set()
 
     async def _advance(self, batch_id: str, status: BatchStatus, now: int) -> None:
         """Take one batch a step further: validate, expire or finalize it."""
