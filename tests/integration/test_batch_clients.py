@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from batchway.errors import UpstreamRejected, UpstreamUnavailable
+from batchway.errors import UpstreamAuthError, UpstreamRejected, UpstreamUnavailable
 from batchway.providers._batch_clients import (
     AnthropicBatchClient,
     OpenAIBatchClient,
@@ -59,7 +59,12 @@ def anthropic_served() -> Iterator[tuple[FakeAnthropicAPI, ServerHandle]]:
 
 def _http(base_url: str, headers: dict[str, str]) -> HttpUpstream:
     return HttpUpstream(
-        base_url, headers=headers, max_connections=4, timeout=10.0, connect_timeout=5.0
+        base_url,
+        provider="test",
+        headers=headers,
+        max_connections=4,
+        timeout=10.0,
+        connect_timeout=5.0,
     )
 
 
@@ -262,13 +267,14 @@ async def test_openai_refused_create(
 async def test_openai_wrong_key(openai_served: tuple[FakeOpenAIBatchAPI, ServerHandle]) -> None:
     _, handle = openai_served
     async with openai_client(handle, key="sk-wrong") as client:
-        with pytest.raises(UpstreamRejected) as info:
+        with pytest.raises(UpstreamAuthError) as info:
             await client.upload("input.jsonl", jsonl(1))
         assert info.value.status == 401
-        with pytest.raises(UpstreamRejected) as info:
+        assert not info.value.retryable
+        with pytest.raises(UpstreamAuthError) as info:
             await client.retrieve_batch("batch_x")
         assert info.value.status == 401
-        with pytest.raises(UpstreamRejected) as info:
+        with pytest.raises(UpstreamAuthError) as info:
             _ = [chunk async for chunk in client.download("file-x")]
         assert info.value.status == 401
 
@@ -342,7 +348,7 @@ async def test_azure_refused_create_and_wrong_key(
             await client.create_batch(file_id, "/chat/completions")
         assert info.value.status == 400
     async with azure_client(handle, key="wrong") as client:
-        with pytest.raises(UpstreamRejected) as info:
+        with pytest.raises(UpstreamAuthError) as info:
             await client.create_batch(file_id, "/chat/completions")
         assert info.value.status == 401
 
@@ -465,7 +471,7 @@ async def test_anthropic_refused_create_and_wrong_key(
         assert info.value.status == 400
         assert info.value.request_id is not None and info.value.request_id.startswith("req_")
     async with anthropic_client(handle, key="wrong") as client:
-        with pytest.raises(UpstreamRejected) as info:
+        with pytest.raises(UpstreamAuthError) as info:
             await client.create_batch([message_request("r", "x")])
         assert info.value.status == 401
 
