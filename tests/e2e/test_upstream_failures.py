@@ -154,10 +154,17 @@ def test_an_http_date_is_honoured_up_to_the_configured_cap(make_gateway):
     assert day.headers["retry-after"] == "7200"
 
 
-def test_batch_lines_wait_at_most_the_backoff_cap(fgw: RunningGateway):
-    # were the Retry-After of "day" or "date" waited in full, the drain would not return
-    client = fgw.client()
+def test_batch_lines_wait_at_most_the_backoff_cap(make_gateway):
+    # Retry-After believed up to ~11 days, so that only backoff_max_seconds (0.05) caps the
+    # wait: were "day" or "date" waited in full, the drain would not return
     cases = ["soon", "huge", "nan", "negative", "day", "date"]
+    fgw: RunningGateway = make_gateway(
+        providers={"fake": {"retry_after_max_seconds": 1e6}},
+        models={
+            f"limited-{c}": {"provider": "fake", "model": f"fake-429-always-{c}"} for c in cases
+        },
+    )
+    client = fgw.client()
     lines = [chat_line(case, model=f"limited-{case}") for case in cases]
 
     batch = start_batch(client, lines)
