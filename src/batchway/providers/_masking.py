@@ -60,7 +60,7 @@ class SecretMask:
     Checking a body that holds none costs one ``in`` test per secret form (bytes, no copy).
     """
 
-    __slots__ = ("_firsts", "_patterns")
+    __slots__ = ("_firsts", "_heads", "_patterns", "_texts")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         patterns: set[bytes] = set()
@@ -70,7 +70,9 @@ class SecretMask:
                 patterns.add(orjson.dumps(secret)[1:-1])  # as written inside a JSON string
         # longest first, so that a secret containing another is masked whole
         self._patterns = tuple(sorted(patterns, key=len, reverse=True))
+        self._texts = tuple(pattern.decode() for pattern in self._patterns)
         self._firsts = tuple(pattern[:1] for pattern in self._patterns)
+        self._heads = tuple(pattern[:-1] for pattern in self._patterns)  # proper prefixes
 
     @classmethod
     def of(cls, config: ProviderConfig) -> SecretMask:
@@ -89,16 +91,21 @@ class SecretMask:
 
     def text(self, text: str) -> str:
         """``text`` with every secret masked."""
-        if not self._patterns:
-            return text
-        masked = self.apply(text.encode())
-        return masked.decode(errors="replace")
+        for pattern in self._texts:
+            if pattern in text:
+                text = text.replace(pattern, PLACEHOLDER)
+        return text
 
     def held(self, data: bytes) -> int:
         """How many bytes at the end of ``data`` could be the start of a secret."""
         end = len(data)
+        if not end:
+            return 0
+        last = data[-1]
         hold = 0
-        for pattern, first in zip(self._patterns, self._firsts, strict=True):
+        for pattern, first, head in zip(self._patterns, self._firsts, self._heads, strict=True):
+            if last not in head:  # no start of this secret can end here (a stream's "\n")
+                continue
             at = data.find(first, max(end - len(pattern) + 1, 0))
             while at != -1 and end - at > hold:
                 if pattern.startswith(data[at:]):
