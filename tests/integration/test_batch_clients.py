@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -437,6 +438,27 @@ async def test_anthropic_round_trip(
         with pytest.raises(UpstreamRejected) as info:
             await client.retrieve_batch(created.id)
         assert info.value.status == 404
+
+
+async def test_a_results_url_on_another_host_is_read_from_the_base_url(
+    anthropic_served: tuple[FakeAnthropicAPI, ServerHandle],
+) -> None:
+    fake, handle = anthropic_served
+    async with anthropic_client(handle) as client:
+        ended = await poll_message_batch(
+            client, (await client.create_batch([message_request("r", "hi")])).id
+        )
+        assert ended.results_url is not None
+        elsewhere = ended.results_url.replace(handle.base_url, "https://elsewhere.invalid")
+        fake.clear()
+
+        lines = [line async for line in client.results(replace(ended, results_url=elsewhere))]
+
+    assert [line["custom_id"] for line in lines] == ["r"]
+    # the session's key went to the configured host only
+    [seen] = fake.requests
+    assert seen.path == f"/v1/messages/batches/{ended.id}/results"
+    assert seen.headers["x-api-key"] == ANTHROPIC_KEY
 
 
 async def test_anthropic_cancel(anthropic_served: tuple[FakeAnthropicAPI, ServerHandle]) -> None:
