@@ -7,6 +7,10 @@ added median latency (gateway minus direct, at C=1), requests/s of each arm, and
 gateway process's own CPU time per request (read from /proc) — its overhead per request.
 
     .venv/bin/python bench/proxy.py [--requests 3000] [--concurrency 1,32] [--rounds 2]
+                                    [--api-key KEY]
+
+``--api-key`` gives the provider a key (the fake upstream ignores it), so that every answer
+is checked for it on its way back (masking); ``none`` (the default) sends no key.
 """
 
 from __future__ import annotations
@@ -123,6 +127,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--api-key", default="none")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bw-proxy-"))
@@ -139,7 +144,7 @@ def main() -> None:
             "fake": {
                 "kind": "openai-compatible",
                 "base_url": f"http://{HOST}:{upstream_port}/v1",
-                "api_key": "none",
+                "api_key": args.api_key,
                 "max_concurrency": 256,
             }
         },

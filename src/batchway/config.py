@@ -49,6 +49,12 @@ class ProviderConfig(_Frozen):
     timeout_seconds: float = Field(default=600.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # secrets (the api_key, credential-like headers) shorter than this are not masked in
+    # the provider's answers: masking "EMPTY" would garble text and protect nothing
+    secret_min_length: int = Field(default=8, ge=1)
+    # the longest wait taken from the provider's Retry-After (passed on to clients of
+    # synchronous routes; batch lines and native polls cap it further)
+    retry_after_max_seconds: float = Field(default=60.0, gt=0)
     # the provider's own rate limits (rolling minute); batch lines wait for quota and leave
     # ``interactive_share`` of each limit to synchronous traffic
     rpm: int | None = Field(default=None, ge=1)

@@ -15,6 +15,7 @@ and whether a caller may retry. A class raised without a message uses its docstr
     │   ├── RateLimited              429
     │   └── BudgetExceeded           400
     ├── UpstreamError                502  the provider failed the call
+    │   ├── UpstreamAuthError        502  the provider refused the gateway's credentials
     │   ├── UpstreamTimeout          504  retryable
     │   ├── UpstreamUnavailable      503  retryable (5xx, connection errors)
     │   ├── UpstreamRateLimited      429  retryable, may carry retry_after
@@ -40,6 +41,7 @@ __all__ = [
     "RateLimited",
     "RequestError",
     "StoreError",
+    "UpstreamAuthError",
     "UpstreamError",
     "UpstreamRateLimited",
     "UpstreamRejected",
@@ -161,6 +163,33 @@ class UpstreamError(GatewayError):
         self.body = body
         self.request_id = request_id
         self.retry_after = retry_after
+
+
+class UpstreamAuthError(UpstreamError):
+    """The upstream provider refused the gateway's credentials.
+
+    An upstream 401 or 403 says the gateway's provider key is wrong (or lacks a right), not
+    the client's gateway key: it is answered as a 502 naming the provider, never as the
+    client's own authentication failure, and not retried.
+    """
+
+    error_type = "upstream_auth_error"
+
+    def __init__(
+        self,
+        provider: str,
+        *,
+        status: int,
+        body: bytes | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"provider {provider!r} refused the gateway's credentials (HTTP {status})",
+            status=status,
+            body=body,
+            request_id=request_id,
+        )
+        self.code = self.error_type
 
 
 class UpstreamTimeout(UpstreamError):

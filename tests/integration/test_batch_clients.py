@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 
-from batchway.errors import UpstreamRejected, UpstreamUnavailable
+from batchway.errors import UpstreamAuthError, UpstreamRejected, UpstreamUnavailable
 from batchway.providers._batch_clients import (
     AnthropicBatchClient,
     OpenAIBatchClient,
@@ -59,7 +60,12 @@ def anthropic_served() -> Iterator[tuple[FakeAnthropicAPI, ServerHandle]]:
 
 def _http(base_url: str, headers: dict[str, str]) -> HttpUpstream:
     return HttpUpstream(
-        base_url, headers=headers, max_connections=4, timeout=10.0, connect_timeout=5.0
+        base_url,
+        provider="test",
+        headers=headers,
+        max_connections=4,
+        timeout=10.0,
+        connect_timeout=5.0,
     )
 
 
@@ -262,13 +268,14 @@ async def test_openai_refused_create(
 async def test_openai_wrong_key(openai_served: tuple[FakeOpenAIBatchAPI, ServerHandle]) -> None:
     _, handle = openai_served
     async with openai_client(handle, key="sk-wrong") as client:
-        with pytest.raises(UpstreamRejected) as info:
+        with pytest.raises(UpstreamAuthError) as info:
             await client.upload("input.jsonl", jsonl(1))
         assert info.value.status == 401
-        with pytest.raises(UpstreamRejected) as info:
+        assert not info.value.retryable
+        with pytest.raises(UpstreamAuthError) as info:
             await client.retrieve_batch("batch_x")
         assert info.value.status == 401
-        with pytest.raises(UpstreamRejected) as info:
+        with pytest.raises(UpstreamAuthError) as info:
             _ = [chunk async for chunk in client.download("file-x")]
         assert info.value.status == 401
 
@@ -342,7 +349,7 @@ async def test_azure_refused_create_and_wrong_key(
             await client.create_batch(file_id, "/chat/completions")
         assert info.value.status == 400
     async with azure_client(handle, key="wrong") as client:
-        with pytest.raises(UpstreamRejected) as info:
+        with pytest.raises(UpstreamAuthError) as info:
             await client.create_batch(file_id, "/chat/completions")
         assert info.value.status == 401
 
@@ -433,6 +440,27 @@ async def test_anthropic_round_trip(
         assert info.value.status == 404
 
 
+async def test_a_results_url_on_another_host_is_read_from_the_base_url(
+    anthropic_served: tuple[FakeAnthropicAPI, ServerHandle],
+) -> None:
+    fake, handle = anthropic_served
+    async with anthropic_client(handle) as client:
+        ended = await poll_message_batch(
+            client, (await client.create_batch([message_request("r", "hi")])).id
+        )
+        assert ended.results_url is not None
+        elsewhere = ended.results_url.replace(handle.base_url, "https://elsewhere.invalid")
+        fake.clear()
+
+        lines = [line async for line in client.results(replace(ended, results_url=elsewhere))]
+
+    assert [line["custom_id"] for line in lines] == ["r"]
+    # the session's key went to the configured host only
+    [seen] = fake.requests
+    assert seen.path == f"/v1/messages/batches/{ended.id}/results"
+    assert seen.headers["x-api-key"] == ANTHROPIC_KEY
+
+
 async def test_anthropic_cancel(anthropic_served: tuple[FakeAnthropicAPI, ServerHandle]) -> None:
     fake, handle = anthropic_served
     fake.polls_per_step = 0
@@ -465,7 +493,7 @@ async def test_anthropic_refused_create_and_wrong_key(
         assert info.value.status == 400
         assert info.value.request_id is not None and info.value.request_id.startswith("req_")
     async with anthropic_client(handle, key="wrong") as client:
-        with pytest.raises(UpstreamRejected) as info:
+        with pytest.raises(UpstreamAuthError) as info:
             await client.create_batch([message_request("r", "x")])
         assert info.value.status == 401
 

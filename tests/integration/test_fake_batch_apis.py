@@ -98,6 +98,8 @@ _OPENAI_SETTINGS = (
     "refuse_batches",
     "expire_batches",
     "max_lines",
+    "throttle_polls",
+    "throttle_retry_after",
 )
 
 
@@ -355,6 +357,27 @@ def test_batch_runs_to_completion_through_polls(
     files = oai_fake.files
     assert files[batch.output_file_id or ""]["purpose"] == "batch_output"
     assert oai_fake.batches[batch.id]["status"] == "completed"
+
+
+def test_throttled_polls_answer_429_then_the_batch(
+    oai: openai.OpenAI, oai_fake: FakeOpenAIBatchAPI
+) -> None:
+    created = oai.batches.create(
+        input_file_id=upload(oai, [chat_line("r", "x")]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    oai_fake.throttle_polls = 2
+    oai_fake.throttle_retry_after = "soon"
+    url = f"{oai.base_url}batches/{created.id}"
+    auth = {"Authorization": f"Bearer {OPENAI_KEY}"}
+
+    throttled = [httpx.get(url, headers=auth) for _ in range(2)]
+    answered = httpx.get(url, headers=auth)
+
+    assert [r.status_code for r in throttled] == [429, 429]
+    assert all(r.headers["retry-after"] == "soon" for r in throttled)
+    assert answered.status_code == 200 and answered.json()["id"] == created.id
 
 
 @pytest.mark.parametrize(("model", "status"), [("fake-400", 400), ("fake-500", 500)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import base64
+import email.utils
 import json
 import math
 import time
@@ -375,6 +376,89 @@ def test_400_always(client: OpenAI, model: str) -> None:
             client.chat.completions.create(model=model, messages=user("same"))
         assert caught.value.type == "invalid_request_error"
         assert model in caught.value.message
+
+
+def test_401_echo_quotes_the_credential_it_received(http: httpx.Client) -> None:
+    response = http.post(
+        "/v1/chat/completions",
+        json={"model": "fake-401-echo", "messages": user("x")},
+        headers={"authorization": "Bearer sk-echo-me"},
+    )
+
+    assert_error_envelope(response, 401, "invalid_request_error")
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert "Bearer sk-echo-me" in response.json()["error"]["message"]
+    other = http.post(
+        "/v1/chat/completions",
+        json={"model": "fake-401-echo", "messages": user("x")},
+        headers={"x-api-key": "sk-ant-echo-me"},
+    )
+    assert "sk-ant-echo-me" in other.json()["error"]["message"]
+
+
+def test_403_always(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json={"model": "fake-403", "messages": user("x")})
+
+    assert_error_envelope(response, 403, "permission_error")
+
+
+def test_400_echo_quotes_every_credential(http: httpx.Client) -> None:
+    response = http.post(
+        "/v1/embeddings",
+        json={"model": "fake-400-echo", "input": "x"},
+        headers={"api-key": "azure-echo-me", "x-team": "blue"},
+    )
+
+    assert_error_envelope(response, 400, "invalid_request_error")
+    message = response.json()["error"]["message"]
+    assert "api-key: azure-echo-me" in message and "x-team: blue" in message
+
+
+def test_echo_credentials_answers_with_them(http: httpx.Client) -> None:
+    body = {"model": "fake-echo-credentials", "messages": user("ignored")}
+    headers = {"authorization": "Bearer sk-echo-me", "x-extra": "one"}
+
+    answer = http.post("/v1/chat/completions", json=body, headers=headers).json()
+    streamed = http.post(
+        "/v1/chat/completions", json={**body, "stream": True}, headers=headers
+    ).text
+
+    content = answer["choices"][0]["message"]["content"]
+    assert content == "echo: authorization: Bearer sk-echo-me; x-extra: one"
+    assert "sk-echo-me" in streamed and "ignored" not in streamed
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("soon", "soon"),
+        ("huge", "1e400"),
+        ("inf", "inf"),
+        ("nan", "nan"),
+        ("negative", "-5"),
+        ("day", "86400"),
+        ("none", None),
+    ],
+)
+def test_429_always_sends_the_retry_after_of_its_case(
+    http: httpx.Client, case: str, expected: str | None
+) -> None:
+    model = f"fake-429-always-{case}"
+    for _ in range(2):
+        response = http.post("/v1/chat/completions", json={"model": model, "messages": user("x")})
+        assert_error_envelope(response, 429, "requests")
+        assert response.headers.get("retry-after") == expected
+
+
+@pytest.mark.parametrize(("case", "ahead"), [("date", 3600), ("past", -3600)])
+def test_429_always_with_an_http_date(http: httpx.Client, case: str, ahead: int) -> None:
+    response = http.post(
+        "/v1/chat/completions", json={"model": f"fake-429-always-{case}", "messages": user("x")}
+    )
+
+    moment = email.utils.parsedate_to_datetime(response.headers["retry-after"])
+    assert response.status_code == 429
+    assert abs(moment.timestamp() - (time.time() + ahead)) < 120
 
 
 def test_bad_json(client: OpenAI, http: httpx.Client) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -160,3 +161,100 @@ def test_a_very_long_retry_budget_does_not_overflow() -> None:
 
     assert decision.retry
     assert 30.0 <= decision.delay <= 60.0
+
+
+# -- Retry-After -------------------------------------------------------------------------------
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        pytest.param("0", 0.0, id="zero"),
+        pytest.param("7", 7.0, id="seconds"),
+        pytest.param(" 2.5 ", 2.5, id="fraction-and-spaces"),
+        pytest.param("86400", 86400.0, id="a-day"),
+        pytest.param("soon", None, id="text"),
+        pytest.param("", None, id="empty"),
+        pytest.param("-5", None, id="negative"),
+        pytest.param("inf", None, id="inf"),
+        pytest.param("-inf", None, id="minus-inf"),
+        pytest.param("nan", None, id="nan"),
+        pytest.param("1e400", None, id="overflows-to-inf"),
+        pytest.param("Tue, 14 Nov 2023 22:13:27 GMT", 7.0, id="http-date-ahead"),
+        pytest.param("Tue, 14 Nov 2023 22:11:40 GMT", 0.0, id="http-date-past"),
+        pytest.param("Tue, 14 Nov 2023 22:13:27", 7.0, id="http-date-without-zone"),
+        pytest.param("Tue, 32 Nov 2023 22:13:27 GMT", None, id="not-a-date"),
+        pytest.param("Fri, 31 Dec 9999 23:59:59 GMT", 253402300799.0 - NOW, id="far-future"),
+    ],
+)
+def test_parse_retry_after(value: str, seconds: float | None) -> None:
+    assert retry.parse_retry_after(value, now=NOW) == seconds
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        pytest.param({}, None, id="none"),
+        pytest.param({"retry-after": "3"}, 3.0, id="seconds"),
+        pytest.param({"retry-after": "1e400"}, None, id="malformed-is-absent"),
+        pytest.param({"retry-after": "86400"}, 60.0, id="capped"),
+        pytest.param({"retry-after-ms": "250", "retry-after": "3"}, 0.25, id="millis-first"),
+        pytest.param({"retry-after-ms": "soon", "retry-after": "3"}, 3.0, id="bad-millis"),
+        pytest.param({"retry-after-ms": "nan"}, None, id="nan-millis"),
+        pytest.param({"retry-after-ms": "1e400", "retry-after": "2"}, 2.0, id="inf-millis"),
+        pytest.param({"retry-after-ms": "-1", "retry-after": "x"}, None, id="both-bad"),
+        pytest.param({"retry-after-ms": "9e9"}, 60.0, id="millis-capped"),
+    ],
+)
+def test_retry_after_of_headers(headers: dict[str, str], seconds: float | None) -> None:
+    assert retry.retry_after_of(headers, cap=60.0) == seconds
+
+
+def test_an_http_date_is_read_against_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retry.clock, "now_float", lambda: NOW)
+
+    waited = retry.retry_after_of({"retry-after": "Tue, 14 Nov 2023 22:13:27 GMT"}, cap=3600)
+
+    assert waited == 7.0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "header"),
+    [(None, "1"), (0.0, "1"), (0.2, "1"), (1.0, "1"), (1.01, "2"), (59.5, "60")]
+    + [(math.inf, "1"), (math.nan, "1"), (-3.0, "1")],
+)
+def test_retry_after_header_is_a_whole_number_of_seconds(
+    seconds: float | None, header: str
+) -> None:
+    assert retry.retry_after_header(seconds) == header
+
+
+@pytest.mark.parametrize("retry_after", [math.inf, math.nan, -1.0])
+def test_a_nonsense_retry_after_on_an_error_is_ignored(retry_after: float) -> None:
+    policy = RetryPolicy(max_attempts=5, base_seconds=1.0, max_seconds=30.0)
+
+    decision = policy.decide(UpstreamRateLimited(retry_after=retry_after), 1)
+
+    assert decision.retry and 0.5 <= decision.delay <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("failures", "retry_after", "delay"),
+    [
+        pytest.param(0, None, 1.0, id="first-failure"),
+        pytest.param(3, None, 8.0, id="doubling"),
+        pytest.param(10, None, 60.0, id="capped-by-backoff-max"),
+        pytest.param(5000, None, 60.0, id="no-overflow"),
+        pytest.param(0, 120.0, 120.0, id="retry-after-honoured"),
+        pytest.param(0, 1e9, 300.0, id="retry-after-capped-by-poll-max"),
+        pytest.param(0, math.inf, 1.0, id="infinite-ignored"),
+        pytest.param(10, 5.0, 60.0, id="backoff-longer-than-retry-after"),
+    ],
+)
+def test_poll_delay(failures: int, retry_after: float | None, delay: float) -> None:
+    policy = RetryPolicy(base_seconds=1.0, max_seconds=60.0)
+    error = UpstreamRateLimited(retry_after=retry_after)
+
+    assert policy.poll_delay(error, failures, poll_max_seconds=300.0) == delay

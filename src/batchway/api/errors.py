@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchway.core.retry import retry_after_header
 from batchway.errors import (
     GatewayError,
     RateLimited,
+    UpstreamAuthError,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -32,6 +33,9 @@ __all__ = [
 
 log = logging.getLogger("batchway.api")
 
+# error types of the gateway's own that keep their name in the Anthropic envelope too
+_GATEWAY_TYPES = frozenset({UpstreamAuthError.error_type})
+
 
 def openai_error(
     status: int,
@@ -48,10 +52,15 @@ def openai_error(
 
 
 def anthropic_error(
-    status: int, message: str, *, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    *,
+    type_: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
-    """An error in the Anthropic envelope: ``{"type": "error", "error": {type, message}}``."""
-    error_type = anthropic_error_type(status)
+    """An error in the Anthropic envelope: ``{"type": "error", "error": {type, message}}``;
+    the type is Anthropic's for the status unless ``type_`` names another."""
+    error_type = type_ or anthropic_error_type(status)
     body = {"type": "error", "error": {"type": error_type, "message": message}}
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
@@ -71,7 +80,8 @@ def _render(
     headers: dict[str, str] | None = None,
 ) -> Response:
     if _is_anthropic(request):
-        return anthropic_error(status, message, headers=headers)
+        own = type_ if type_ in _GATEWAY_TYPES else None
+        return anthropic_error(status, message, type_=own, headers=headers)
     # OpenAI reports authentication failures as invalid_request_error
     openai_type = "invalid_request_error" if status in (401, 403, 404, 413) else type_
     return openai_error(status, message, type_=openai_type, param=param, code=code, headers=headers)
@@ -81,7 +91,7 @@ async def handle_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
     headers = None
     if isinstance(exc, RateLimited):
-        headers = exc.headers or {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
+        headers = exc.headers or {"retry-after": retry_after_header(exc.retry_after)}
     return _render(
         request,
         exc.status_code,
@@ -129,8 +139,10 @@ def _upstream_message(error: UpstreamError) -> str | None:
 
 def client_error(error: UpstreamError) -> GatewayError:
     """What a client of a synchronous route is told about a failed upstream call: the
-    provider's status and message for a refused request, a plain gateway error otherwise
-    (never the provider's raw body)."""
+    provider's status and message (masked where it entered) for a refused request, a plain
+    gateway error naming the provider otherwise (never the provider's raw body or URL). A
+    refusal of the gateway's credentials (401/403) stays a 502 `UpstreamAuthError`: the
+    client's own key was fine."""
     if isinstance(error, UpstreamRateLimited):
         return RateLimited(
             "The upstream provider is rate limiting requests; retry later.",

@@ -6,7 +6,6 @@ token charges, the price and a request-log row (queued, written off the request 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from batchway.api.errors import client_error, error_label
 from batchway.core.ids import new_request_id
 from batchway.core.models import Principal, RequestLog, Usage
 from batchway.core.ratelimit import Decision, Ticket
+from batchway.core.retry import retry_after_header
 from batchway.core.routing import Route
 from batchway.core.tokens import estimate_tokens
 from batchway.core.usage import usage_of
@@ -71,10 +71,6 @@ def ratelimit_headers(decision: Decision) -> dict[str, str]:
     return headers
 
 
-def _retry_after(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
-
-
 @dataclass(slots=True)
 class Call:
     """One synchronous request on its way through the gateway."""
@@ -102,7 +98,7 @@ class Call:
             raise RateLimited(
                 f"The provider of '{self.model}' is at its rate limit; retry later.",
                 retry_after=decision.retry_after,
-                headers={"retry-after": _retry_after(decision.retry_after)},
+                headers={"retry-after": retry_after_header(decision.retry_after)},
             )
         return decision.ticket
 
@@ -166,7 +162,14 @@ class Call:
     def failed(self, route: Route, ticket: Ticket | None, error: UpstreamError) -> None:
         """Account for a call the provider failed."""
         self.gateway.metrics.upstream_error(route.provider, error_label(error))
-        self.finish(route, ticket, usage=Usage(), status_code=error.status, response=error.body)
+        self.finish(
+            route,
+            ticket,
+            usage=Usage(),
+            status_code=error.status,
+            error_code=error.code,
+            response=error.body,
+        )
 
     async def relay(
         self,
@@ -218,7 +221,7 @@ async def admit(
                 "Rate limit reached for this key; retry later.",
                 retry_after=decision.retry_after,
                 headers={
-                    "retry-after": _retry_after(decision.retry_after),
+                    "retry-after": retry_after_header(decision.retry_after),
                     **ratelimit_headers(decision),
                 },
             )

@@ -40,13 +40,7 @@ class AnthropicProvider:
             headers["x-api-key"] = str(config.api_key)
         base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._default_max_tokens = config.default_max_tokens
-        self._http = HttpUpstream(
-            base_url.removesuffix("/v1"),
-            headers=headers,
-            max_connections=config.max_concurrency,
-            timeout=config.timeout_seconds,
-            connect_timeout=config.connect_timeout_seconds,
-        )
+        self._http = HttpUpstream.for_provider(name, config, base_url.removesuffix("/v1"), headers)
         if config.batch != "execute":
             self.native = AnthropicNativeBatches(
                 AnthropicBatchClient(self._http),

@@ -39,12 +39,8 @@ class AzureOpenAIProvider:
         if config.sends_api_key:
             headers["api-key"] = str(config.api_key)
         self._version = config.api_version
-        self._http = HttpUpstream(
-            config.base_url.rstrip("/") + "/openai",
-            headers=headers,
-            max_connections=config.max_concurrency,
-            timeout=config.timeout_seconds,
-            connect_timeout=config.connect_timeout_seconds,
+        self._http = HttpUpstream.for_provider(
+            name, config, config.base_url.rstrip("/") + "/openai", headers
         )
         self.native: NativeBatchAPI | None = None
         if config.batch != "execute":

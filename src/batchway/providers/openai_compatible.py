@@ -37,13 +37,7 @@ class OpenAICompatibleProvider:
             headers["authorization"] = f"Bearer {config.api_key}"
         self._strip_v1 = config.base_url.rstrip("/").endswith("/v1")
         self._allow_extensions = config.allow_extensions
-        self._http = HttpUpstream(
-            config.base_url,
-            headers=headers,
-            max_connections=config.max_concurrency,
-            timeout=config.timeout_seconds,
-            connect_timeout=config.connect_timeout_seconds,
-        )
+        self._http = HttpUpstream.for_provider(name, config, config.base_url, headers)
 
     def _path(self, endpoint: str) -> str:
         return endpoint[3:] if self._strip_v1 and endpoint.startswith("/v1/") else endpoint

@@ -304,6 +304,9 @@ class _OpenAIStyle(_FakeAPI):
         self.expire_batches = expire_batches
         self.max_lines = max_lines
         self.file_pending_polls = file_pending_polls
+        # the next this many retrieves of a batch answer 429 with this retry-after (if any)
+        self.throttle_polls = 0
+        self.throttle_retry_after: str | None = None
         self.upstream = upstream if upstream is not None else FakeUpstream()
         self._upstream = self.upstream
         self.engine = OpenAIBatchEngine(self, azure=azure, deployments=deployments)
@@ -376,6 +379,7 @@ class _OpenAIStyle(_FakeAPI):
             if size == 1 and method == "GET":
                 return _json(engine.list_batches(request.query))
             if size == 2 and method == "GET":
+                self._throttle()
                 return _json(engine.retrieve_batch(parts[1]))
             if size == 3 and parts[2] == "cancel" and method == "POST":
                 return _json(engine.cancel_batch(parts[1]))
@@ -388,6 +392,21 @@ class _OpenAIStyle(_FakeAPI):
         if request.form_error:
             raise ErrorReply(400, "The request body is not valid multipart/form-data.")
         return _json(self.engine.upload(request.form, request.files.get("file")))
+
+    def _throttle(self) -> None:
+        """Answer 429 while ``throttle_polls`` counts down (one event loop: no lock needed)."""
+        if self.throttle_polls <= 0:
+            return
+        self.throttle_polls -= 1
+        value = self.throttle_retry_after
+        headers = ((b"retry-after", value.encode()),) if value is not None else ()
+        raise ErrorReply(
+            429,
+            "Too many requests (fake).",
+            "requests",
+            code="rate_limit_exceeded",
+            headers=headers,
+        )
 
     async def _infer(
         self,
@@ -420,6 +439,8 @@ class FakeOpenAIBatchAPI(_OpenAIStyle):
       ``token_limit_exceeded`` (counts down; Azure's fail-fast quota check).
     - ``expire_batches``: batches created while it is set expire after ``in_progress``.
     - ``max_lines``: a per-batch line limit (``failed`` with ``too_many_tasks`` above it).
+    - ``throttle_polls``: how many of the next batch retrieves answer 429 (counts down), with
+      ``throttle_retry_after`` as their ``retry-after`` header when it is set.
     - ``embedding_dimensions``: vector size (stored on `upstream`).
 
     Records: `requests`, `count`, `clear`, `wait_for_requests`; state: `batches`, `files`,

@@ -27,6 +27,17 @@ The ``model`` of the body picks the behaviour, by prefix (``fake-ok-2`` behaves 
 - ``fake-500``: always 500. ``fake-400`` and ``fake-always-400``: always 400.
 - ``fake-timeout``: answer only after `FakeUpstream.timeout_seconds` (30 s by default).
 - ``fake-bad-json``: 200 with a body that is not JSON.
+- ``fake-401-echo``: always 401 ``invalid_api_key``, its message quoting the credential it
+  received (``Authorization``, ``x-api-key`` or ``api-key``), as a careless upstream would.
+- ``fake-403``: always 403 ``permission_error``.
+- ``fake-400-echo``: always 400, its message quoting the received credentials (see below).
+- ``fake-echo-credentials``: answers (a chat completion, streamed too) with ``"echo: "`` plus
+  the credentials it received instead of the prompt: the ``authorization``, ``x-api-key``
+  and ``api-key`` headers and every ``x-*`` header, as ``name: value`` pairs.
+- ``fake-429-always-<case>``: always 429, with a ``retry-after`` chosen by ``<case>``:
+  ``soon``, ``huge`` (``1e400``), ``inf``, ``nan``, ``negative`` (``-5``), ``day``
+  (``86400``), ``date`` (an HTTP-date one hour ahead), ``past`` (an HTTP-date an hour ago);
+  any other case sends no ``retry-after``.
 
 Delayed answers wait without blocking other requests, and stop waiting when the client
 disconnects (nothing is sent) or the server shuts down (503).
@@ -46,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import email.utils
 import enum
 import hashlib
 import itertools
@@ -82,6 +94,11 @@ FAKE_MODELS: Final[tuple[str, ...]] = (
     "fake-always-400",
     "fake-timeout",
     "fake-bad-json",
+    "fake-401-echo",
+    "fake-403",
+    "fake-400-echo",
+    "fake-echo-credentials",
+    "fake-429-always",
 )
 """The behaviour model names, as listed by ``GET /v1/models``."""
 
@@ -97,11 +114,21 @@ class _Behaviour(enum.Enum):
     REJECT = enum.auto()  # always 400
     TIMEOUT = enum.auto()  # answer after timeout_seconds
     BAD_JSON = enum.auto()  # 200 with a body that is not JSON
+    AUTH_ECHO = enum.auto()  # 401 quoting the credential received
+    FORBIDDEN = enum.auto()  # always 403
+    REJECT_ECHO = enum.auto()  # 400 quoting the credentials received
+    ECHO_CREDENTIALS = enum.auto()  # answer with the credentials received
+    RATE_LIMIT = enum.auto()  # always 429, retry-after picked by the model name
 
 
 # Longest prefixes first: "fake-500-then-ok" must win over "fake-500".
 _PREFIXES: Final = (
+    ("fake-echo-credentials", _Behaviour.ECHO_CREDENTIALS),
+    ("fake-429-always", _Behaviour.RATE_LIMIT),
     ("fake-429-then-ok", _Behaviour.RATE_LIMIT_ONCE),
+    ("fake-401-echo", _Behaviour.AUTH_ECHO),
+    ("fake-400-echo", _Behaviour.REJECT_ECHO),
+    ("fake-403", _Behaviour.FORBIDDEN),
     ("fake-500-then-ok", _Behaviour.ERROR_ONCE),
     ("fake-always-400", _Behaviour.REJECT),
     ("fake-bad-json", _Behaviour.BAD_JSON),
@@ -330,7 +357,7 @@ class FakeUpstream:
             if wait is not None:
                 raise _over_the_limit(wait)
             answer = await self._answer(
-                record.method, record.path, body, record.model, seq, receive
+                record.method, record.path, body, record.model, seq, receive, headers
             )
             if isinstance(answer, dict):
                 await _send_json(send, 200, orjson.dumps(answer), rid)
@@ -369,6 +396,7 @@ class FakeUpstream:
         model: str | None,
         seq: str,
         receive: Receive,
+        headers: dict[str, str],
     ) -> JSONObject | list[bytes] | bytes | None:
         """The answer: a JSON object, SSE events, raw bytes, or None to send nothing.
 
@@ -391,9 +419,12 @@ class FakeUpstream:
         if behaviour is None:
             behaviour = next((b for p, b in _PREFIXES if model.startswith(p)), _Behaviour.OK)
             self._behaviours[model] = behaviour
-        if behaviour is not _Behaviour.OK:
+        if behaviour is _Behaviour.ECHO_CREDENTIALS:
+            body = {**body, "messages": [{"role": "user", "content": _credentials(headers)}]}
+        elif behaviour is not _Behaviour.OK:
             if behaviour is _Behaviour.BAD_JSON:
                 return _BAD_JSON_BODY
+            _refuse(behaviour, model, headers)
             if not await self._misbehave(behaviour, body, model, receive):
                 return None
         payload = builder(Call(body, model, seq, self.embedding_dimensions))
@@ -469,6 +500,46 @@ class FakeUpstream:
 
 def _route(path: str) -> str:
     return path[3:] if path.startswith("/v1/") else path
+
+
+def _credentials(headers: dict[str, str]) -> str:
+    """The credentials a request came with, as ``name: value`` pairs."""
+    return "; ".join(
+        f"{name}: {value}"
+        for name, value in sorted(headers.items())
+        if name in ("authorization", "x-api-key", "api-key") or name.startswith("x-")
+    )
+
+
+def _retry_after_case(case: str) -> bytes | None:
+    """The ``retry-after`` of a ``fake-429-always-<case>`` answer."""
+    if case in ("date", "past"):
+        ahead = 3600 if case == "date" else -3600
+        return email.utils.formatdate(time.time() + ahead, usegmt=True).encode()
+    values = {"soon": b"soon", "huge": b"1e400", "inf": b"inf", "nan": b"nan"}
+    values |= {"negative": b"-5", "day": b"86400"}
+    return values.get(case)
+
+
+def _refuse(behaviour: _Behaviour, model: str, headers: dict[str, str]) -> None:
+    """Raise the error answer of the behaviours that always refuse (others return)."""
+    if behaviour is _Behaviour.AUTH_ECHO:
+        received = next(
+            (headers[n] for n in ("authorization", "x-api-key", "api-key") if n in headers), ""
+        )
+        message = f"Incorrect API key provided: {received} (fake upstream)."
+        raise ErrorReply(401, message, code="invalid_api_key")
+    if behaviour is _Behaviour.FORBIDDEN:
+        message = f"This key may not use {model} (fake upstream)."
+        raise ErrorReply(403, message, "permission_error")
+    if behaviour is _Behaviour.REJECT_ECHO:
+        message = f"Model {model} rejects requests sent with {_credentials(headers)}."
+        raise ErrorReply(400, message, param="model")
+    if behaviour is _Behaviour.RATE_LIMIT:
+        value = _retry_after_case(model.removeprefix("fake-429-always").lstrip("-"))
+        extra = ((b"retry-after", value),) if value is not None else ()
+        message = f"Rate limit reached for {model} (fake upstream)."
+        raise ErrorReply(429, message, "requests", code="rate_limit_exceeded", headers=extra)
 
 
 def _over_the_limit(wait: float) -> ErrorReply:

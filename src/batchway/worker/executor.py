@@ -12,7 +12,12 @@ from batchway.core.models import BatchItem, ItemOutcome
 from batchway.core.retry import RetryPolicy
 from batchway.core.states import ItemState
 from batchway.core.usage import usage_of
-from batchway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from batchway.errors import (
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from batchway.providers._native import dialect_error_body
 from batchway.providers.registry import ProviderRegistry
 
@@ -22,6 +27,8 @@ log = logging.getLogger("batchway.worker")
 
 
 def _no_response_code(error: UpstreamError) -> str:
+    if isinstance(error, UpstreamAuthError):
+        return error.error_type
     if isinstance(error, UpstreamTimeout):
         return "request_timeout"
     if isinstance(error, UpstreamUnavailable):
@@ -69,7 +76,9 @@ class Executor:
                 state=ItemState.PENDING,
                 not_before=clock.now_float() + decision.delay,
             )
-        if error.status is not None:
+        # a refusal of the gateway's credentials is the gateway's failure, not the request's:
+        # reported with its own code, not as the provider's answer
+        if error.status is not None and not isinstance(error, UpstreamAuthError):
             return ItemOutcome(
                 item_id=item.id,
                 state=ItemState.FAILED,

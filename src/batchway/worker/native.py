@@ -23,8 +23,9 @@ from dataclasses import replace
 from batchway.config import WorkerConfig
 from batchway.core import clock
 from batchway.core.models import ItemOutcome
+from batchway.core.retry import RetryPolicy
 from batchway.core.states import BatchStatus, ItemState
-from batchway.errors import UpstreamError, UpstreamRejected
+from batchway.errors import UpstreamAuthError, UpstreamError, UpstreamRejected
 from batchway.providers._native import NativeBatchAPI, NativeStatus, dialect_error_body
 from batchway.providers.registry import ProviderRegistry
 from batchway.store.sql import SqlStore
@@ -56,6 +57,11 @@ class NativeBatches:
         self._upstream = SqlUpstreamBatches(store)
         self._apis = {p.name: p.native for p in providers if p.native is not None}
         self._settings = settings
+        self._policy = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            base_seconds=settings.backoff_base_seconds,
+            max_seconds=settings.backoff_max_seconds,
+        )
         self._on_results = on_results
         self._accounting = accounting
 
@@ -131,8 +137,8 @@ class NativeBatches:
         if row.state == "preparing":
             try:
                 await self._create(row, api)
-            except UpstreamRejected as refusal:
-                await self._refused(row, api, str(refusal.message), refusal)
+            except (UpstreamRejected, UpstreamAuthError) as refusal:
+                await self._refused(row, api, refusal.message, refusal)
             return
         assert row.upstream_batch_id is not None
         status = await api.retrieve(row.upstream_batch_id)
@@ -191,8 +197,10 @@ class NativeBatches:
     async def _refused(
         self, row: UpstreamBatchRow, api: NativeBatchAPI, reason: str, error: UpstreamError | None
     ) -> None:
-        """The provider would not take (or failed) the batch as a whole."""
-        if api.fallback:
+        """The provider would not take (or failed) the batch as a whole. A refusal of the
+        gateway's credentials fails the lines even in ``auto`` mode: the calls would carry
+        the same credentials."""
+        if api.fallback and not isinstance(error, UpstreamAuthError):
             await self._upstream.release(row, execute=True, now=clock.now_float())
             log.warning(
                 "provider refused a batch; its lines run as calls",
@@ -269,13 +277,16 @@ class NativeBatches:
             reason = f"it failed {row.failures + 1} times in a row ({error.message})"
             await self._refused(row, api, reason, None)
             return
-        delay = min(self._settings.backoff_max_seconds, 2.0**row.failures)
-        if error.retry_after is not None:
-            # never longer than the slowest poll, whatever the provider asks for
-            delay = min(max(delay, error.retry_after), api.poll_seconds[1])
+        delay = self._policy.poll_delay(error, row.failures, poll_max_seconds=api.poll_seconds[1])
         log.warning(
             "upstream batch step failed; will retry",
-            extra={"action": "upstream_retry", "upstream": row.id, "error": error.message},
+            extra={
+                "action": "upstream_retry",
+                "upstream": row.id,
+                "provider": row.provider,
+                "error": error.message,
+                "retry_in": delay,
+            },
         )
         await self._upstream.update(
             row.id,
@@ -287,6 +298,13 @@ class NativeBatches:
 
 def _failed(item_id: str, endpoint: str, error: UpstreamError | None, reason: str) -> ItemOutcome:
     """A line of a batch the provider refused, in ``native`` mode (no fall back)."""
+    if isinstance(error, UpstreamAuthError):
+        return ItemOutcome(
+            item_id=item_id,
+            state=ItemState.FAILED,
+            error_code=error.error_type,
+            error_message=error.message,
+        )
     if error is not None and error.status is not None:
         return ItemOutcome(
             item_id=item_id,

@@ -23,7 +23,11 @@ _PROCESSING = {
     BatchStatus.IN_PROGRESS: "in_progress",
     BatchStatus.FINALIZING: "in_progress",
 }
-_NO_RESPONSE_TYPES = {"request_timeout": "timeout_error"}
+# a line that got no answer: the Anthropic error type of its code (api_error otherwise)
+_NO_RESPONSE_TYPES = {
+    "request_timeout": "timeout_error",
+    "upstream_auth_error": "upstream_auth_error",
+}
 
 
 def rfc3339(timestamp: int | None) -> str | None:
