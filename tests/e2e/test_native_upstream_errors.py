@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def ngw(make_gateway, openai_api, anthropic_api):
         api.reset()
     fake.throttle_polls, fake.throttle_retry_after = 0, None
 
-    def start(batch: str = "native") -> RunningGateway:
+    def start(batch: str = "native", **overrides: Any) -> RunningGateway:
         # Retry-After believed up to ~11 days: only batch_poll_max_seconds caps a poll's wait
         openai = {"kind": "openai", "base_url": handle.url, "batch": batch, **POLL}
         openai["retry_after_max_seconds"] = 1e6
@@ -62,6 +63,7 @@ def ngw(make_gateway, openai_api, anthropic_api):
                 "claude-native": {"provider": "claude", "model": "fake-ok"},
                 "claude-wrong-key": {"provider": "claude-wrong", "model": "fake-ok"},
             },
+            **overrides,
         )
         return gateway
 
@@ -143,3 +145,26 @@ def test_a_throttled_poll_waits_at_most_the_poll_cap(ngw, openai_api, retry_afte
     assert batch.status == "completed"
     assert batch.request_counts is not None and batch.request_counts.completed == 2
     assert fake.throttle_polls == 0  # every throttled poll was answered and waited out
+
+
+@pytest.mark.parametrize("mode", ["auto", "native"])
+def test_an_upstream_batch_whose_polls_keep_failing_is_given_up(ngw, openai_api, mode: str):
+    fake, _ = openai_api
+    gw = ngw(batch=mode, worker={"max_upstream_failures": 3})
+    client = gw.client()
+    fake.throttle_polls = 1000  # every poll is refused with a 429
+    fake.throttle_retry_after = "0"
+    batch = start_batch(client, [chat_line(f"g{i}", model="gpt-native") for i in range(2)])
+
+    gw.drain()
+
+    batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed"
+    assert batch.request_counts is not None
+    if mode == "auto":  # its lines ran as calls instead
+        assert batch.request_counts.completed == 2
+    else:
+        assert batch.request_counts.failed == 2
+        errors = read_results(client, batch.error_file_id)
+        assert {e.error.code for e in errors if e.error} == {"batch_failed"}
+        assert all("3 times in a row" in (e.error.message or "") for e in errors if e.error)
