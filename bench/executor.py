@@ -460,7 +460,7 @@ def gateway_config(database_url: str, files: Path, upstream: Upstream, concurren
 async def submit_batch(gateway: Gateway, principal: Principal, lines: int, prefix: str) -> str:
     """Upload an N-line input file and create a batch on it; returns the batch id."""
     data = input_jsonl(lines, prefix)
-    upload = gateway.files.begin("batch")
+    upload = await gateway.files.begin(principal, "batch")
     for offset in range(0, len(data), UPLOAD_CHUNK):
         await upload.write(data[offset : offset + UPLOAD_CHUNK])
     file = await gateway.files.finish(

@@ -87,7 +87,7 @@ async def run_gateway(args: argparse.Namespace, base_url: str, workdir: Path) ->
     async with open_gateway(config) as gateway:
         key, _ = await gateway.keys.create(name="bench")
         principal = key.principal()
-        upload = gateway.files.begin("batch")
+        upload = await gateway.files.begin(principal, "batch")
         await upload.write(data)
         file = await gateway.files.finish(principal, upload, filename="b.jsonl", purpose="batch")
         started = time.perf_counter()

@@ -19,6 +19,7 @@ from batchway.errors import ConfigError
 __all__ = [
     "BatchLimits",
     "Config",
+    "FileExpiryConfig",
     "LogConfig",
     "ModelRoute",
     "PriceConfig",
@@ -138,7 +139,7 @@ class WorkerConfig(_Frozen):
 
 
 class BatchLimits(_Frozen):
-    """Limits on uploads and batch input files."""
+    """Limits on uploads, batch input files and what a key may store."""
 
     max_file_bytes: int = 512 * 1024 * 1024
     max_batch_file_bytes: int = 200 * 1024 * 1024
@@ -146,6 +147,17 @@ class BatchLimits(_Frozen):
     max_message_batch_requests: int = 100_000  # Anthropic's limit for message batches
     max_message_batch_bytes: int = 256 * 1024 * 1024
     max_reported_errors: int = 100
+    # the live (unexpired, undeleted) files of one key: uploads, inline batch inputs and
+    # batch results all count; None: no limit. A key may carry its own of each.
+    max_storage_bytes_per_key: int | None = Field(default=10 * 1024**3, ge=1)
+    max_files_per_key: int | None = Field(default=10_000, ge=1)
+
+
+class FileExpiryConfig(_Frozen):
+    """The sweep that deletes expired files (their rows and blobs)."""
+
+    interval_seconds: float = Field(default=600.0, gt=0)  # how often it runs
+    chunk: int = Field(default=500, ge=1, le=100_000)  # files deleted per transaction
 
 
 class RateLimitConfig(_Frozen):
@@ -192,6 +204,7 @@ class Config(_Frozen):
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)  # per public model name
     logs: LogConfig = Field(default_factory=LogConfig)
+    file_expiry: FileExpiryConfig = Field(default_factory=FileExpiryConfig)
     metrics: bool = True  # Prometheus metrics at /metrics
 
     @field_validator("admin_key")

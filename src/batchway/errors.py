@@ -13,7 +13,8 @@ and whether a caller may retry. A class raised without a message uses its docstr
     │   └── PermissionDenied         403
     ├── QuotaError                   429
     │   ├── RateLimited              429
-    │   └── BudgetExceeded           400
+    │   ├── BudgetExceeded           400
+    │   └── StorageQuotaExceeded     400  a key's files would take more than its quota
     ├── UpstreamError                502  the provider failed the call
     │   ├── UpstreamAuthError        502  the provider refused the gateway's credentials
     │   ├── UpstreamTimeout          504  retryable
@@ -40,6 +41,7 @@ __all__ = [
     "QuotaError",
     "RateLimited",
     "RequestError",
+    "StorageQuotaExceeded",
     "StoreError",
     "UpstreamAuthError",
     "UpstreamError",
@@ -137,6 +139,16 @@ class BudgetExceeded(QuotaError):
 
     status_code = 400
     error_type = "invalid_request_error"
+
+
+class StorageQuotaExceeded(QuotaError):
+    """The key's files would take more storage than its quota allows."""
+
+    status_code = 400  # not 429: the SDKs retry 429, and retrying cannot make room
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str | None = None, *, param: str | None = None) -> None:
+        super().__init__(message, param=param, code="storage_quota_exceeded")
 
 
 class UpstreamError(GatewayError):

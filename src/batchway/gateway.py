@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 from batchway.config import Config
 from batchway.core.accounting import Accounting
+from batchway.core.admin import AdminService
 from batchway.core.batches import BatchService
 from batchway.core.budgets import BatchCostCheck, Budgets, OwnerBudgets
 from batchway.core.call_pricing import CallPricing
 from batchway.core.files import FileService
+from batchway.core.housekeeping import Housekeeping
 from batchway.core.keys import KeyService
 from batchway.core.pricing import PriceTable
 from batchway.core.quotas import Quotas
@@ -44,6 +46,8 @@ class Gateway:
     keys: KeyService
     files: FileService
     batches: BatchService
+    admin: AdminService
+    housekeeping: Housekeeping
     worker: Worker
     logs: SqlRequestLogs
     accounting: Accounting
@@ -86,8 +90,19 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
         budgets=OwnerBudgets(budgets, keys, pricing),
     )
     files = FileService(store, blobs, config.limits)
+    batches = BatchService(
+        store,
+        store,
+        config.limits,
+        file_service=files,
+        router=router,
+        wake_worker=worker.wake,
+        cost_check=BatchCostCheck(budgets, pricing, router),
+    )
+    housekeeping = Housekeeping(files, config.file_expiry)
     await asyncio.to_thread(text_counter)  # a local tiktoken encoding loads once, now
     log_writer = asyncio.create_task(accounting.run(), name="request-logs")
+    file_sweeper = asyncio.create_task(housekeeping.run(), name="file-expiry")
     try:
         yield Gateway(
             config=config,
@@ -97,15 +112,9 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
             router=router,
             keys=keys,
             files=files,
-            batches=BatchService(
-                store,
-                store,
-                config.limits,
-                file_service=files,
-                router=router,
-                wake_worker=worker.wake,
-                cost_check=BatchCostCheck(budgets, pricing, router),
-            ),
+            batches=batches,
+            admin=AdminService(keys, batches),
+            housekeeping=housekeeping,
             worker=worker,
             logs=logs,
             accounting=accounting,
@@ -114,9 +123,10 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
             metrics=metrics,
         )
     finally:
-        log_writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await log_writer
+        for task in (log_writer, file_sweeper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         with contextlib.suppress(Exception):  # logged by flush
             await accounting.flush()
         await limiter.close()

@@ -31,6 +31,8 @@ KEY_FIELDS = {
     "tph",
     "budget_usd",
     "budget_period",
+    "max_storage_bytes",
+    "max_files",
     "revoked",
 }
 
@@ -304,7 +306,7 @@ def test_a_revoked_key_is_refused(gw: RunningGateway):
     [entry] = [k for k in listed_keys(gw) if k["name"] == "short-lived"]
     response = httpx.delete(f"{gw.base_url}/admin/keys/{entry['id']}", headers=ADMIN)
     assert response.status_code == 200, response.text
-    assert response.json() == {"id": entry["id"], "revoked": True}
+    assert response.json() == {"id": entry["id"], "revoked": True, "batches_cancelled": 0}
 
     # first use after revocation: nothing is cached for this key yet
     with pytest.raises(openai.AuthenticationError) as info:

@@ -341,3 +341,37 @@ def test_sends_api_key(api_key: str | None, sends: bool) -> None:
     provider = ProviderConfig(kind="openai-compatible", base_url="http://h", api_key=api_key)
 
     assert provider.sends_api_key is sends
+
+
+def test_storage_quota_and_file_expiry_defaults() -> None:
+    config = Config()
+    assert config.limits.max_storage_bytes_per_key == 10 * 1024**3
+    assert config.limits.max_files_per_key == 10_000
+    assert (config.file_expiry.interval_seconds, config.file_expiry.chunk) == (600.0, 500)
+
+
+def test_storage_quotas_may_be_turned_off_or_set(write: Write) -> None:
+    config = load_config(
+        write(
+            "limits: {max_storage_bytes_per_key: null, max_files_per_key: 5}\n"
+            "file_expiry: {interval_seconds: 30, chunk: 10}\n"
+        )
+    )
+    assert config.limits.max_storage_bytes_per_key is None
+    assert config.limits.max_files_per_key == 5
+    assert (config.file_expiry.interval_seconds, config.file_expiry.chunk) == (30.0, 10)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "limits: {max_storage_bytes_per_key: 0}",
+        "limits: {max_files_per_key: -1}",
+        "file_expiry: {interval_seconds: 0}",
+        "file_expiry: {chunk: 0}",
+        "file_expiry: {every: 5}",
+    ],
+)
+def test_bad_storage_settings_are_config_errors(write: Write, text: str) -> None:
+    with pytest.raises(ConfigError):
+        load_config(write(text + "\n"))

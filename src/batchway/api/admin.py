@@ -1,4 +1,5 @@
-"""The admin API: gateway keys. Every route needs the config's ``admin_key``."""
+"""The admin API: gateway keys, and cancelling any batch. Every route needs the config's
+``admin_key``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batchway.api.auth import authenticate_admin
+from batchway.api.openai.convert import from_core_batch
 from batchway.api.openai.routes import by_method, json_response, parse_json, validated
 from batchway.core.models import ApiKey, BudgetPeriod
 from batchway.gateway import Gateway
@@ -27,6 +29,9 @@ class KeyCreate(BaseModel):
     budget_usd: float | None = Field(default=None, ge=0)
     budget_period: BudgetPeriod | None = None
     models: list[str] | None = None
+    # the key's own storage quota; omitted: the config's limits.max_*_per_key
+    max_storage_bytes: int | None = Field(default=None, ge=1)
+    max_files: int | None = Field(default=None, ge=1)
 
 
 def _key_json(key: ApiKey) -> dict[str, object]:
@@ -41,6 +46,8 @@ def _key_json(key: ApiKey) -> dict[str, object]:
         "tph": key.tph,
         "budget_usd": key.budget_usd,
         "budget_period": key.budget_period,
+        "max_storage_bytes": key.max_storage_bytes,
+        "max_files": key.max_files,
         "revoked": key.revoked,
     }
 
@@ -66,12 +73,21 @@ async def list_keys(request: Request) -> Response:
 
 async def revoke_key(request: Request) -> Response:
     gateway = _gateway(request)
-    await gateway.keys.revoke(request.path_params["key_id"])
-    return json_response({"id": request.path_params["key_id"], "revoked": True})
+    key_id = request.path_params["key_id"]
+    cancelled = await gateway.admin.revoke_key(key_id)
+    return json_response({"id": key_id, "revoked": True, "batches_cancelled": cancelled})
+
+
+async def cancel_batch(request: Request) -> Response:
+    """Cancel any key's batch; answers it in the OpenAI shape, whatever its dialect."""
+    gateway = _gateway(request)
+    batch = await gateway.admin.cancel_batch(request.path_params["batch_id"])
+    return json_response(from_core_batch(batch))
 
 
 def admin_routes() -> list[Route]:
     return [
         Route("/admin/keys", by_method(POST=create_key, GET=list_keys), methods=["GET", "POST"]),
         Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
+        Route("/admin/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
     ]

@@ -18,6 +18,8 @@ from batchway.cli.analytics import logs_command, usage_command
 from batchway.cli.common import ConfigOption, console
 from batchway.cli.common import load_settings as _config
 from batchway.cli.common import with_gateway as _with_gateway
+from batchway.core.files import human_size
+from batchway.errors import NotFound
 from batchway.gateway import Gateway
 
 __all__ = ["app"]
@@ -127,6 +129,14 @@ def keys_create(
     budget_period: Annotated[
         BudgetPeriodOption | None, typer.Option(help="Reset the budget every day or month.")
     ] = None,
+    max_storage_bytes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Bytes the key's files may take (default: the config's)."),
+    ] = None,
+    max_files: Annotated[
+        int | None,
+        typer.Option(min=1, help="Files the key may hold at once (default: the config's)."),
+    ] = None,
 ) -> None:
     """Create a gateway key; the key is printed once and never stored."""
     key, secret = _with_gateway(
@@ -139,6 +149,8 @@ def keys_create(
             tph=tph,
             budget_usd=budget_usd,
             budget_period=budget_period.value if budget_period is not None else None,
+            max_storage_bytes=max_storage_bytes,
+            max_files=max_files,
         ),
     )
     console.print(f"id:  {key.id}\nkey: [bold]{secret}[/bold]")
@@ -148,7 +160,7 @@ def keys_create(
 def keys_list(config: ConfigOption = None) -> None:
     """List gateway keys."""
     keys = _with_gateway(_config(config), lambda gateway: gateway.keys.list())
-    table = Table("id", "name", "models", "rpm", "tpm", "tph", "budget_usd", "revoked")
+    table = Table("id", "name", "models", "rpm", "tpm", "tph", "budget_usd", "storage", "revoked")
     for key in keys:
         table.add_row(
             key.id,
@@ -160,6 +172,14 @@ def keys_list(config: ConfigOption = None) -> None:
             f"{key.budget_usd} / {key.budget_period}"
             if key.budget_period and key.budget_usd is not None
             else str(key.budget_usd or ""),
+            " / ".join(
+                part
+                for part in (
+                    human_size(key.max_storage_bytes) if key.max_storage_bytes else "",
+                    f"{key.max_files} files" if key.max_files else "",
+                )
+                if part
+            ),
             "yes" if key.revoked else "",
         )
     console.print(table)
@@ -167,9 +187,13 @@ def keys_list(config: ConfigOption = None) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
-    """Revoke a gateway key."""
-    _with_gateway(_config(config), lambda gateway: gateway.keys.revoke(key_id))
-    console.print(f"revoked {key_id}")
+    """Revoke a gateway key and cancel its batches that are still running."""
+    try:
+        cancelled = _with_gateway(_config(config), lambda gateway: gateway.admin.revoke_key(key_id))
+    except NotFound as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    console.print(f"revoked {key_id}; {cancelled} running batches cancelling")
 
 
 @app.command()

@@ -12,6 +12,7 @@ from batchway.core import clock
 from batchway.core.budgets import BatchCostCheck, jsonl_lines
 from batchway.core.files import FileService, human_size
 from batchway.core.ids import new_id
+from batchway.core.keys import ADMIN
 from batchway.core.models import Batch, Page, Principal, RequestCounts
 from batchway.core.routing import Router
 from batchway.core.states import BatchStatus, transition
@@ -21,7 +22,13 @@ from batchway.core.validation import (
     InputValidator,
     normalize_endpoint,
 )
-from batchway.errors import InvalidRequest, InvalidTransition, NotFound, PayloadTooLarge
+from batchway.errors import (
+    AuthError,
+    InvalidRequest,
+    InvalidTransition,
+    NotFound,
+    PayloadTooLarge,
+)
 from batchway.store.repository import BatchRepository, FileRepository
 
 __all__ = ["COMPLETION_WINDOW_SECONDS", "BatchService"]
@@ -161,16 +168,20 @@ class BatchService:
         file = await self._file_service.store_inline(
             principal, filename=f"{batch_id}_requests.jsonl", data=data
         )
-        return await self._start(
-            principal,
-            batch_id=batch_id,
-            input_file_id=file.id,
-            endpoint=endpoint,
-            metadata=None,
-            output_expires_after=None,
-            total=len(requests),
-            shape=shape,
-        )
+        try:
+            return await self._start(
+                principal,
+                batch_id=batch_id,
+                input_file_id=file.id,
+                endpoint=endpoint,
+                metadata=None,
+                output_expires_after=None,
+                total=len(requests),
+                shape=shape,
+            )
+        except AuthError:  # the key was revoked meanwhile: keep nothing of the batch
+            await self._file_service.delete(principal, file.id)
+            raise
 
     async def _start(
         self,
@@ -199,12 +210,16 @@ class BatchService:
             counts=RequestCounts(total=total, processing=total),
             shape=shape,
         )
-        await self._batches.create_batch(batch)
+        if not await self._batches.create_batch(batch):
+            # authenticated from a cache just before the key was revoked
+            raise AuthError("This API key has been revoked.", code="invalid_api_key")
         self._wake_worker()
         return batch
 
     async def get(self, principal: Principal, batch_id: str) -> Batch:
-        batch = await self._batches.get_batch(principal.key_id, batch_id)
+        """A batch of the principal's key (any batch for the admin)."""
+        owner = None if principal.is_admin else principal.key_id
+        batch = await self._batches.get_batch(owner, batch_id)
         if batch is None:
             raise NotFound(f"No batch found with id '{batch_id}'.", param="batch_id")
         return batch
@@ -238,7 +253,9 @@ class BatchService:
             await self._file_service.delete_blob(blob_key)
 
     async def cancel(self, principal: Principal, batch_id: str) -> Batch:
-        """Ask a batch to stop. Cancelling a batch that is already cancelling is a no-op."""
+        """Ask a batch to stop (any batch, for the admin). Lines not started end cancelled at
+        once, lines in flight finish. Cancelling a batch that is already cancelling is a
+        no-op; one that has ended (or is finalizing) is an ``InvalidTransition``."""
         for _ in range(5):  # the batch may move on between our read and our write
             batch = await self.get(principal, batch_id)
             if batch.status is BatchStatus.CANCELLING:
@@ -248,6 +265,22 @@ class BatchService:
                 self._wake_worker()
                 return await self.get(principal, batch_id)
         raise InvalidRequest("The batch changed while it was being cancelled; try again.")
+
+    async def cancel_owned(self, owner: str) -> int:
+        """Cancel every batch of the key ``owner`` that has not ended, each as ``cancel``
+        does. Returns how many began cancelling; a batch already finalizing, or that ends
+        meanwhile, finishes as it would."""
+        started = 0
+        for batch_id in await self._batches.unfinished_batches(owner):
+            try:
+                before = await self.get(ADMIN, batch_id)
+                if before.status is BatchStatus.CANCELLING:
+                    continue
+                await self.cancel(ADMIN, batch_id)
+            except (InvalidTransition, NotFound):
+                continue
+            started += 1
+        return started
 
 
 def _inline_param(validator: InputValidator, line: int | None, param: str | None) -> str | None:

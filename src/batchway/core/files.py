@@ -1,4 +1,5 @@
-"""Files: uploads streamed to blob storage, listing, download and deletion."""
+"""Files: uploads streamed to blob storage, listing, download, deletion, each key's storage
+quota and the deletion of expired files."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import AsyncIterator
 from batchway.config import BatchLimits
 from batchway.core import clock
 from batchway.core.ids import new_id
-from batchway.core.models import Page, Principal, StoredFile
-from batchway.errors import InvalidRequest, NotFound, PayloadTooLarge
+from batchway.core.models import Page, Principal, StorageUse, StoredFile
+from batchway.errors import InvalidRequest, NotFound, PayloadTooLarge, StorageQuotaExceeded
 from batchway.store.repository import BlobStore, BlobWriter, FileRepository
 
 __all__ = ["BATCH_FILE_TTL", "UPLOAD_PURPOSES", "FileService", "Upload", "human_size"]
@@ -27,19 +28,33 @@ def human_size(size: int) -> str:
 
 
 class Upload:
-    """A file being received: bytes go straight to blob storage as they arrive."""
+    """A file being received: bytes go straight to blob storage as they arrive.
 
-    def __init__(self, file_id: str, writer: BlobWriter, limit: int) -> None:
+    ``room`` is what the key's storage quota had left when the upload began (None: no
+    limit): an upload that outgrows it stops at once. The check that decides is made when
+    the file is recorded (``FileService.finish``).
+    """
+
+    def __init__(
+        self, file_id: str, writer: BlobWriter, limit: int, room: int | None = None
+    ) -> None:
         self.file_id = file_id
         self.size = 0
         self._writer = writer
         self._limit = limit
+        self._room = room
 
     async def write(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self._limit:
             raise PayloadTooLarge(
                 f"The file is larger than the {human_size(self._limit)} allowed.", param="file"
+            )
+        if self._room is not None and self.size > self._room:
+            raise StorageQuotaExceeded(
+                f"The file does not fit in the {human_size(self._room)} left in this key's "
+                "storage quota. Delete files, or let them expire, to make room.",
+                param="file",
             )
         await self._writer.write(data)
 
@@ -51,12 +66,54 @@ class Upload:
 
 
 class FileService:
-    """Owns file ids, purposes, expiry and size limits."""
+    """Owns file ids, purposes, expiry, size limits and storage quotas."""
 
     def __init__(self, store: FileRepository, blobs: BlobStore, limits: BatchLimits) -> None:
         self._store = store
         self._blobs = blobs
         self._limits = limits
+
+    def quota(self, principal: Principal) -> tuple[int | None, int | None]:
+        """The bytes and number of live files ``principal`` may hold (None: no limit)."""
+        max_bytes = principal.max_storage_bytes
+        max_files = principal.max_files
+        return (
+            max_bytes if max_bytes is not None else self._limits.max_storage_bytes_per_key,
+            max_files if max_files is not None else self._limits.max_files_per_key,
+        )
+
+    async def _room(self, principal: Principal, param: str) -> int | None:
+        """The bytes left in the key's quota for one more file; raises if there is no room."""
+        max_bytes, max_files = self.quota(principal)
+        if max_bytes is None and max_files is None:
+            return None
+        use = await self._store.storage_use(principal.key_id, clock.now())
+        if max_files is not None and use.files >= max_files:
+            raise _over_quota(use, 0, max_bytes, max_files, param)
+        if max_bytes is None:
+            return None
+        if use.bytes > max_bytes:
+            raise _over_quota(use, 0, max_bytes, max_files, param)
+        return max_bytes - use.bytes
+
+    async def _record(self, principal: Principal, file: StoredFile, param: str) -> None:
+        """Record a file whose blob is written, within the key's quota; on any failure the
+        blob is deleted, so that nothing is left behind."""
+        max_bytes, max_files = self.quota(principal)
+        try:
+            refused = await self._store.create_file_within(
+                file, file.id, now=file.created_at, max_bytes=max_bytes, max_files=max_files
+            )
+        except BaseException:
+            await self._blobs.delete(file.id)  # no blob without its record
+            raise
+        if refused is not None:
+            await self._blobs.delete(file.id)
+            raise _over_quota(refused, file.bytes, max_bytes, max_files, param)
+
+    async def storage_use(self, principal: Principal) -> StorageUse:
+        """What the key's live files take now."""
+        return await self._store.storage_use(principal.key_id, clock.now())
 
     @staticmethod
     def check_purpose(purpose: str | None) -> str:
@@ -74,13 +131,25 @@ class FileService:
             )
         return purpose
 
-    def begin(self, purpose: str | None = None) -> Upload:
-        """Start receiving a file; with the purpose known early, its limit applies at once."""
+    @staticmethod
+    def check_expiry(expires_after: int | None) -> int | None:
+        """``expires_after.seconds`` must lie in OpenAI's range (1 hour to 30 days)."""
+        if expires_after is not None and not MIN_EXPIRY <= expires_after <= MAX_EXPIRY:
+            raise InvalidRequest(
+                f"expires_after.seconds must be between {MIN_EXPIRY} and {MAX_EXPIRY}.",
+                param="expires_after",
+            )
+        return expires_after
+
+    async def begin(self, principal: Principal, purpose: str | None = None) -> Upload:
+        """Start receiving a file; with the purpose known early, its limit applies at once,
+        and a key without room in its storage quota is refused before any byte is stored."""
         limit = self._limits.max_file_bytes
         if purpose == "batch":
             limit = self._limits.max_batch_file_bytes
+        room = await self._room(principal, "file")
         file_id = new_id("file")
-        return Upload(file_id, self._blobs.writer(file_id), limit)
+        return Upload(file_id, self._blobs.writer(file_id), limit, room)
 
     async def finish(
         self,
@@ -105,11 +174,7 @@ class FileService:
                         f"{human_size(self._limits.max_batch_file_bytes)}.",
                         param="file",
                     )
-            if expires_after is not None and not MIN_EXPIRY <= expires_after <= MAX_EXPIRY:
-                raise InvalidRequest(
-                    f"expires_after.seconds must be between {MIN_EXPIRY} and {MAX_EXPIRY}.",
-                    param="expires_after",
-                )
+            self.check_expiry(expires_after)
         except Exception:
             await upload.abort()
             raise
@@ -126,16 +191,21 @@ class FileService:
             expires_at=created + expires_after if expires_after is not None else None,
         )
         await upload.commit()
-        try:
-            await self._store.create_file(file, upload.file_id)
-        except BaseException:
-            await self._blobs.delete(upload.file_id)  # no blob without its record
-            raise
+        await self._record(principal, file, "file")
         return file
 
     async def store_inline(self, principal: Principal, *, filename: str, data: bytes) -> StoredFile:
         """Keep requests that arrived inline (not as an upload) as a batch input file, so that
-        every view of a batch has an input file. Limits were checked by the caller."""
+        every view of a batch has an input file. Size limits were checked by the caller; the
+        key's storage quota is checked here (a refusal names ``requests``)."""
+        room = await self._room(principal, "requests")
+        if room is not None and len(data) > room:
+            raise StorageQuotaExceeded(
+                f"The requests take {human_size(len(data))}, more than the "
+                f"{human_size(room)} left in this key's storage quota. Delete files, or let "
+                "them expire, to make room.",
+                param="requests",
+            )
         file_id = new_id("file")
         writer = self._blobs.writer(file_id)
         try:
@@ -154,11 +224,7 @@ class FileService:
             created_at=created,
             expires_at=created + BATCH_FILE_TTL,
         )
-        try:
-            await self._store.create_file(file, file_id)
-        except BaseException:
-            await self._blobs.delete(file_id)
-            raise
+        await self._record(principal, file, "requests")
         return file
 
     async def delete_blob(self, blob_key: str) -> None:
@@ -208,3 +274,39 @@ class FileService:
         if blob_key is None:
             raise NotFound(f"No such File object: {file_id}", param="file_id")
         await self._blobs.delete(blob_key)
+
+    async def delete_expired(self, *, chunk: int) -> int:
+        """Delete every file expired by now, ``chunk`` at a time; returns how many went.
+
+        Each file's blob goes before its row: a sweep cut short leaves rows (hidden, as
+        expired) whose blobs are gone, and the next sweep finishes them; never a blob that
+        no row knows of. Several processes may sweep at once: both deletions are idempotent.
+        """
+        now = clock.now()
+        removed = 0
+        while True:
+            expired = await self._store.expired_files(now, chunk)
+            for _, blob_key in expired:
+                await self._blobs.delete(blob_key)
+            removed += await self._store.forget_expired_files([f for f, _ in expired], now)
+            if len(expired) < chunk:
+                return removed
+
+
+def _over_quota(
+    use: StorageUse, size: int, max_bytes: int | None, max_files: int | None, param: str
+) -> StorageQuotaExceeded:
+    """Why one more file of ``size`` bytes does not fit beside the key's files."""
+    if max_files is not None and use.files + 1 > max_files:
+        return StorageQuotaExceeded(
+            f"This key already holds {use.files} files, the most its storage quota allows "
+            f"({max_files}). Delete files, or let them expire, to make room.",
+            param=param,
+        )
+    assert max_bytes is not None
+    held = f"This key's files take {human_size(use.bytes)} of its {human_size(max_bytes)}"
+    what = f"; {human_size(size)} more do not fit" if size else ""
+    return StorageQuotaExceeded(
+        f"{held} storage quota{what}. Delete files, or let them expire, to make room.",
+        param=param,
+    )

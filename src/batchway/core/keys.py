@@ -37,6 +37,8 @@ class KeyService:
         tph: int | None = None,
         budget_usd: float | None = None,
         budget_period: BudgetPeriod | None = None,
+        max_storage_bytes: int | None = None,
+        max_files: int | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key; returns the record and the key itself (shown once, never stored)."""
         if not name.strip():
@@ -53,6 +55,8 @@ class KeyService:
             tph=tph,
             budget_usd=budget_usd,
             budget_period=budget_period,
+            max_storage_bytes=max_storage_bytes,
+            max_files=max_files,
         )
         await self._store.create_key(key)
         return key, secret
@@ -61,6 +65,9 @@ class KeyService:
         return await self._store.list_keys()
 
     async def revoke(self, key_id: str) -> None:
+        """Mark a key revoked and forget what this process knew of keys (other processes
+        trust theirs for up to ``_CACHE_SECONDS``). ``AdminService.revoke_key`` also
+        cancels the key's batches."""
         if not await self._store.revoke_key(key_id):
             raise NotFound(f"No key with id {key_id!r}.")
         self._known.clear()

@@ -25,6 +25,7 @@ __all__ = [
     "RequestKind",
     "RequestLog",
     "RequestCounts",
+    "StorageUse",
     "StoredFile",
     "Usage",
 ]
@@ -43,6 +44,8 @@ class Principal:
     tph: int | None = None  # tokens per hour
     budget_usd: float | None = None
     budget_period: BudgetPeriod | None = None  # None: the budget never resets
+    max_storage_bytes: int | None = None  # None: the config's limit
+    max_files: int | None = None  # None: the config's limit
 
     @property
     def limited(self) -> bool:
@@ -67,6 +70,8 @@ class ApiKey:
     revoked: bool = False
     tph: int | None = None
     budget_period: BudgetPeriod | None = None
+    max_storage_bytes: int | None = None
+    max_files: int | None = None
 
     def principal(self) -> Principal:
         return Principal(
@@ -78,7 +83,17 @@ class ApiKey:
             tph=self.tph,
             budget_usd=self.budget_usd,
             budget_period=self.budget_period,
+            max_storage_bytes=self.max_storage_bytes,
+            max_files=self.max_files,
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageUse:
+    """What a key's live files take: their bytes and how many there are."""
+
+    bytes: int = 0
+    files: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from batchway.core.models import ApiKey, Batch, Page, StoredFile
+from batchway.core.models import ApiKey, Batch, Page, StorageUse, StoredFile
 from batchway.core.states import BatchStatus
 from batchway.store.blobs import BlobStore, BlobWriter
 
@@ -41,12 +41,32 @@ class FileRepository(Protocol):
         ascending: bool,
     ) -> Page[StoredFile]: ...
     async def delete_file(self, owner: str, file_id: str, now: int) -> str | None: ...
+    async def storage_use(self, owner: str, now: int) -> StorageUse: ...
+    async def create_file_within(
+        self,
+        file: StoredFile,
+        blob_key: str,
+        *,
+        now: int,
+        max_bytes: int | None,
+        max_files: int | None,
+    ) -> StorageUse | None:
+        """Insert ``file`` if its owner's files fit within the limits with it; else change
+        nothing and return what the owner's live files take."""
+        ...
+
+    async def expired_files(self, now: int, limit: int) -> list[tuple[str, str]]: ...
+    async def forget_expired_files(self, file_ids: list[str], now: int) -> int: ...
 
 
 class BatchRepository(Protocol):
     """Batches as clients see them (lines are the worker's business)."""
 
-    async def create_batch(self, batch: Batch) -> None: ...
+    async def create_batch(self, batch: Batch) -> bool:
+        """Insert a batch, unless its key was revoked meanwhile (False then)."""
+        ...
+
+    async def unfinished_batches(self, owner: str) -> list[str]: ...
     async def get_batch(self, owner: str | None, batch_id: str) -> Batch | None: ...
     async def list_batches(
         self, owner: str, *, limit: int, after: str | None, before: str | None = None

@@ -1,6 +1,6 @@
-"""The SQL store: keys, files and batches here, batch lines in ``sql_items``, the engine and
-transactions in ``_sql_base``. SQLite/PostgreSQL differences live in those three modules
-and nowhere else.
+"""The SQL store: keys, files and batches here, batch lines in ``sql_items``, quotas and
+file expiry in ``sql_storage``, the engine and transactions in ``_sql_base``.
+SQLite/PostgreSQL differences live in those modules and nowhere else.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from batchway.core.models import (
 from batchway.core.states import BatchStatus, ItemState
 from batchway.store._sql_base import counts_from_states, create_engine
 from batchway.store.sql_items import ItemResultRow, SqlItemStatements
+from batchway.store.sql_storage import SqlStorageStatements, lock_key
 from batchway.store.tables import api_keys, batch_items, batches, files
 
 __all__ = ["ItemResultRow", "SqlStore", "create_engine"]
@@ -117,6 +118,8 @@ def _key_from_row(row: Row[Any]) -> ApiKey:
         revoked=row.revoked,
         tph=row.tph,
         budget_period=row.budget_period,
+        max_storage_bytes=row.max_storage_bytes,
+        max_files=row.max_files,
     )
 
 
@@ -143,7 +146,7 @@ async def _past(
     return position > cursor if ascending else position < cursor
 
 
-class SqlStore(SqlItemStatements):
+class SqlStore(SqlStorageStatements, SqlItemStatements):
     """Keys, files, batches and batch lines in one SQL database."""
 
     # -- keys ---------------------------------------------------------------------------
@@ -163,6 +166,8 @@ class SqlStore(SqlItemStatements):
                     revoked=key.revoked,
                     tph=key.tph,
                     budget_period=key.budget_period,
+                    max_storage_bytes=key.max_storage_bytes,
+                    max_files=key.max_files,
                 )
             )
 
@@ -197,28 +202,6 @@ class SqlStore(SqlItemStatements):
     async def create_file(self, file: StoredFile, blob_key: str) -> None:
         async with self._write() as conn:
             await self._insert_file(conn, file, blob_key)
-
-    @staticmethod
-    async def _insert_file(conn: AsyncConnection, file: StoredFile, blob_key: str) -> None:
-        await conn.execute(
-            insert(files).values(
-                id=file.id,
-                owner=file.owner,
-                filename=file.filename,
-                purpose=file.purpose,
-                bytes=file.bytes,
-                created_at=file.created_at,
-                expires_at=file.expires_at,
-                status=file.status,
-                blob_key=blob_key,
-                sort_key=time.time_ns(),
-            )
-        )
-
-    @staticmethod
-    def _live_files(owner: str | None, now: int) -> Any:
-        clause = or_(files.c.expires_at.is_(None), files.c.expires_at > now)
-        return clause if owner is None else and_(clause, files.c.owner == owner)
 
     async def get_file(self, owner: str | None, file_id: str, now: int) -> StoredFile | None:
         async with self._read() as conn:
@@ -272,8 +255,15 @@ class SqlStore(SqlItemStatements):
 
     # -- batches ------------------------------------------------------------------------
 
-    async def create_batch(self, batch: Batch) -> None:
+    async def create_batch(self, batch: Batch) -> bool:
+        """Insert a batch unless its key is revoked (False then, and nothing is inserted).
+
+        The key's row stays share-locked until the insert commits, so a revocation either
+        comes first and is seen here, or waits and then finds this batch to cancel.
+        """
         async with self._write() as conn:
+            if await lock_key(conn, batch.owner, exclusive=False):
+                return False
             await conn.execute(
                 insert(batches).values(
                     id=batch.id,
@@ -292,6 +282,18 @@ class SqlStore(SqlItemStatements):
                     shape=batch.shape,
                 )
             )
+        return True
+
+    async def unfinished_batches(self, owner: str) -> list[str]:
+        """The ids of the batches of ``owner`` that have not ended, oldest first."""
+        ended = [status.value for status in BatchStatus if status.terminal]
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(batches.c.id)
+                .where(batches.c.owner == owner, batches.c.status.not_in(ended))
+                .order_by(batches.c.sort_key, batches.c.id)
+            )
+            return list(rows.scalars())
 
     async def _live_counts(
         self, conn: AsyncConnection, rows: Sequence[Row[Any]]

@@ -47,6 +47,9 @@ api_keys = Table(
     Column("revoked", Boolean, nullable=False, default=False),
     Column("tph", Integer, nullable=True),
     Column("budget_period", String(16), nullable=True),  # None: the budget never resets
+    # the key's own storage quota; NULL: the config's limits.max_*_per_key
+    Column("max_storage_bytes", BigInteger, nullable=True),
+    Column("max_files", Integer, nullable=True),
 )
 
 files = Table(
@@ -64,6 +67,7 @@ files = Table(
     # orders listings: created_at has whole seconds only
     Column("sort_key", BigInteger, nullable=False),
     Index("ix_files_owner_sort", "owner", "sort_key"),
+    Index("ix_files_expires_at", "expires_at"),  # the expiry sweep
 )
 
 batches = Table(

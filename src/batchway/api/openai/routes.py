@@ -115,9 +115,15 @@ async def _principal(request: Request) -> tuple[Gateway, Principal]:
     return gateway, await authenticate(request, gateway.keys)
 
 
-def _expires_after(fields: dict[str, str]) -> int | None:
+def _expiry_fields(fields: dict[str, str]) -> tuple[str | None, str | None]:
+    """``expires_after``'s anchor and seconds, in bracket (the SDK's) or dot notation."""
     anchor = fields.get("expires_after[anchor]") or fields.get("expires_after.anchor")
     seconds = fields.get("expires_after[seconds]") or fields.get("expires_after.seconds")
+    return anchor, seconds
+
+
+def _expires_after(fields: dict[str, str]) -> int | None:
+    anchor, seconds = _expiry_fields(fields)
     if anchor is None and seconds is None:
         return None
     if anchor != "created_at" or seconds is None:
@@ -139,10 +145,13 @@ async def create_file(request: Request) -> Response:
     gateway, principal = await _principal(request)
 
     async def begin(form: Form) -> Upload:
+        # what came before the file part is checked before any of its bytes are stored
         purpose = form.fields.get("purpose")
         if purpose is not None:
             gateway.files.check_purpose(purpose)
-        return gateway.files.begin(purpose)
+        if all(_expiry_fields(form.fields)):
+            gateway.files.check_expiry(_expires_after(form.fields))
+        return await gateway.files.begin(principal, purpose)
 
     form = await read_upload(request, begin)
     if form.upload is None or form.filename is None:
