@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 
 from batchway.config import BatchLimits
@@ -133,31 +134,36 @@ class FileService:
             raise
         return file
 
-    async def store_inline(self, principal: Principal, *, filename: str, data: bytes) -> StoredFile:
-        """Keep requests that arrived inline (not as an upload) as a batch input file, so that
-        every view of a batch has an input file. Limits were checked by the caller."""
+    def begin_inline(self) -> Upload:
+        """Start keeping requests that arrive inline (not as an upload) as a batch input
+        file, so that every view of a batch has one. Its size follows from the body the
+        requests came in, which is held to ``max_message_batch_bytes``."""
         file_id = new_id("file")
-        writer = self._blobs.writer(file_id)
+        return Upload(file_id, self._blobs.writer(file_id), sys.maxsize)
+
+    async def store_inline(
+        self, principal: Principal, upload: Upload, *, filename: str
+    ) -> StoredFile:
+        """Make the requests written to ``upload`` a batch input file; aborts it on error."""
         try:
-            await writer.write(data)
+            await upload.commit()
         except BaseException:
-            await writer.abort()
+            await upload.abort()
             raise
-        await writer.commit()
         created = clock.now()
         file = StoredFile(
-            id=file_id,
+            id=upload.file_id,
             owner=principal.key_id,
             filename=filename,
             purpose="batch",
-            bytes=len(data),
+            bytes=upload.size,
             created_at=created,
             expires_at=created + BATCH_FILE_TTL,
         )
         try:
-            await self._store.create_file(file, file_id)
+            await self._store.create_file(file, upload.file_id)
         except BaseException:
-            await self._blobs.delete(file_id)
+            await self._blobs.delete(upload.file_id)
             raise
         return file
 
