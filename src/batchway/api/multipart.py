@@ -91,7 +91,7 @@ async def read_upload(
 
 
 def _malformed(exc: FormParserError) -> InvalidRequest:
-    if "header" in str(exc).lower():  # the parser's own caps on a part's header lines
+    if "maximum header" in str(exc).lower():  # the parser's own caps on header lines
         return InvalidRequest(
             "A part of the multipart body has too many headers or a header line that is too long.",
             param="file",
