@@ -297,3 +297,17 @@ def test_an_inline_batch_still_runs_once_streamed(lgw: RunningGateway):
     assert stored.request_counts is not None and stored.request_counts.total == 2
     content = lgw.client(key).files.content(stored.input_file_id).text
     assert [json.loads(line)["custom_id"] for line in content.splitlines()] == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ["", ", {", ', "x": 1}', "]} trailing", '], "requests": []}'],
+    ids=["cut-short", "cut-inside-a-request", "field-after", "trailing-garbage", "twice"],
+)
+def test_an_inline_body_that_breaks_off_half_way_leaves_nothing(lgw: RunningGateway, tail):
+    key = lgw.create_key()
+    body = f'{{"requests": [{messages_request("a")}, {messages_request("b")}{tail}'
+    for path in ("/v1/batches", "/v1/messages/batches"):
+        response = httpx.post(f"{lgw.base_url}{path}", content=body, headers=auth(key))
+        assert response.status_code == 400, response.text
+    assert_nothing_created(lgw, key)
