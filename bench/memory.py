@@ -7,7 +7,11 @@ resident memory (VmRSS from /proc) every 50 ms. The figure that matters is the r
 peak memory above the idle baseline between the largest and the smallest file: flat
 memory means that ratio stays near 1 while the file grows tenfold.
 
-    .venv/bin/python bench/memory.py [--sizes-mb 20,200] [--line-kb 4]
+With ``--inline`` the same requests are posted inline instead, as one
+``POST /v1/messages/batches`` body, and the batch is run and its results streamed back;
+the peak is also reported for the POST alone (where a body read whole would show).
+
+    .venv/bin/python bench/memory.py [--sizes-mb 20,200] [--line-kb 4] [--inline]
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class Run:
     idle_mb: float
     peak_mb: float
     seconds: float
+    create_peak_mb: float | None = None  # --inline: the peak while the body was posted
 
     @property
     def growth_mb(self) -> float:
@@ -104,6 +109,51 @@ def _input_file(size_mb: int, line_kb: int) -> bytes:
         total += len(line) + 1
         index += 1
     return b"\n".join(lines) + b"\n"
+
+
+def _inline_body(size_mb: int, line_kb: int) -> tuple[bytes, int]:
+    """A message batch body of about ``size_mb`` with requests of about ``line_kb`` each."""
+    filler = "lorem ipsum dolor sit amet " * (line_kb * 1024 // 27)
+    requests = []
+    total = 0
+    while total + len(filler) < size_mb * 1_000_000:
+        request = json.dumps(
+            {
+                "custom_id": f"r{len(requests)}",
+                "params": {
+                    "model": "gpt-4o-mini",
+                    "max_tokens": 20,
+                    "messages": [{"role": "user", "content": f"{len(requests)} {filler}"}],
+                },
+            }
+        ).encode()
+        requests.append(request)
+        total += len(request) + 1
+    return b'{"requests": [' + b",".join(requests) + b"]}", len(requests)
+
+
+def _run_inline(base_url: str, key: str, body: bytes, sampler: RssSampler) -> float:
+    """Post the body, run the batch to its end and stream its results; the peak while
+    the POST was answered."""
+    headers = {"x-api-key": key, "content-type": "application/json"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=600) as client:
+        response = client.post("/v1/messages/batches", content=body)
+        create_peak = sampler.peak
+        if response.status_code != 200:
+            raise SystemExit(f"the batch was refused: {response.status_code} {response.text}")
+        batch = response.json()
+        deadline = time.monotonic() + 1800
+        while batch["processing_status"] != "ended":
+            if time.monotonic() > deadline:
+                raise SystemExit(f"batch {batch['id']} did not end")
+            time.sleep(0.5)
+            batch = client.get(f"/v1/messages/batches/{batch['id']}").json()
+        if batch["request_counts"]["succeeded"] != body.count(b'"custom_id"'):
+            raise SystemExit(f"not every request succeeded: {batch['request_counts']}")
+        with client.stream("GET", f"/v1/messages/batches/{batch['id']}/results") as results:
+            for _ in results.iter_bytes(1 << 20):
+                pass
+    return create_peak
 
 
 def _start_gateway(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -153,9 +203,13 @@ def _run_batch(client: openai.OpenAI, data: bytes) -> None:
         raise SystemExit(f"not every line succeeded: {batch.request_counts}")
 
 
-def measure(size_mb: int, line_kb: int) -> Run:
-    data = _input_file(size_mb, line_kb)
-    lines = data.count(b"\n")
+def measure(size_mb: int, line_kb: int, inline: bool = False) -> Run:
+    if inline:
+        data, lines = _inline_body(size_mb, line_kb)
+    else:
+        data = _input_file(size_mb, line_kb)
+        lines = data.count(b"\n")
+    create_peak = None
     with tempfile.TemporaryDirectory() as tmp:
         process, base_url = _start_gateway(Path(tmp))
         try:
@@ -168,25 +222,33 @@ def measure(size_mb: int, line_kb: int) -> Run:
             idle = _rss_mb(process.pid)
             started = time.perf_counter()
             with RssSampler(process.pid) as sampler:
-                _run_batch(client, data)
+                if inline:
+                    create_peak = _run_inline(base_url, key, data, sampler)
+                else:
+                    _run_batch(client, data)
             elapsed = time.perf_counter() - started
         finally:
             process.terminate()
             process.wait(30)
-    return Run(len(data) / 1e6, lines, idle, sampler.peak, elapsed)
+    return Run(len(data) / 1e6, lines, idle, sampler.peak, elapsed, create_peak)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes-mb", default="20,200", help="input sizes, comma separated")
     parser.add_argument("--line-kb", type=int, default=4, help="size of one input line")
+    parser.add_argument("--inline", action="store_true", help="post the requests inline")
     args = parser.parse_args()
-    runs = [measure(int(size), args.line_kb) for size in args.sizes_mb.split(",")]
-    print(f"{'input MB':>9} {'lines':>7} {'idle MB':>8} {'peak MB':>8} {'growth MB':>10} {'s':>7}")
+    runs = [measure(int(size), args.line_kb, args.inline) for size in args.sizes_mb.split(",")]
+    print(
+        f"{'input MB':>9} {'lines':>7} {'idle MB':>8} {'peak MB':>8} {'growth MB':>10} "
+        f"{'s':>7} {'POST peak MB':>13}"
+    )
     for run in runs:
+        post = f"{run.create_peak_mb:13.1f}" if run.create_peak_mb is not None else f"{'-':>13}"
         print(
             f"{run.size_mb:9.1f} {run.lines:7d} {run.idle_mb:8.1f} {run.peak_mb:8.1f} "
-            f"{run.growth_mb:10.1f} {run.seconds:7.1f}"
+            f"{run.growth_mb:10.1f} {run.seconds:7.1f} {post}"
         )
     smallest, largest = runs[0], runs[-1]
     print(
@@ -195,7 +257,8 @@ def main() -> None:
     )
     results = Path(__file__).with_name("results")
     results.mkdir(exist_ok=True)
-    (results / "memory.json").write_text(json.dumps([run.__dict__ for run in runs], indent=2))
+    name = "memory-inline.json" if args.inline else "memory.json"
+    (results / name).write_text(json.dumps([run.__dict__ for run in runs], indent=2))
 
 
 if __name__ == "__main__":

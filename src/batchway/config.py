@@ -139,14 +139,29 @@ class WorkerConfig(_Frozen):
 
 
 class BatchLimits(_Frozen):
-    """Limits on uploads, batch input files and what a key may store."""
+    """Limits on request bodies, uploads, batch input and what a key may store (the
+    ``limits`` section)."""
 
-    max_file_bytes: int = 512 * 1024 * 1024
-    max_batch_file_bytes: int = 200 * 1024 * 1024
-    max_batch_lines: int = 50_000
-    max_message_batch_requests: int = 100_000  # Anthropic's limit for message batches
-    max_message_batch_bytes: int = 256 * 1024 * 1024
-    max_reported_errors: int = 100
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_batch_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    max_batch_lines: int = Field(default=50_000, ge=1)
+    max_message_batch_requests: int = Field(default=100_000, ge=1)  # Anthropic's limit
+    # the whole body of an inline batch (POST /v1/messages/batches, or POST /v1/batches,
+    # which may carry inline requests)
+    max_message_batch_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    max_reported_errors: int = Field(default=100, ge=0)
+    # any other JSON request body: the synchronous routes, the admin API
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    # one line of a batch input file, or one request of an inline batch
+    max_batch_line_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    # nesting of arrays and objects in a JSON body, a batch line or an inline request;
+    # capped well below the 254 levels orjson can write
+    max_json_depth: int = Field(default=128, ge=1, le=200)
+    # multipart uploads: text fields, the size of each, a part's headers, the file's name
+    max_form_fields: int = Field(default=32, ge=1)
+    max_form_field_bytes: int = Field(default=64 * 1024, ge=1)
+    max_form_header_bytes: int = Field(default=16 * 1024, ge=1)
+    max_filename_length: int = Field(default=255, ge=1)
     # the live (unexpired, undeleted) files of one key: uploads, inline batch inputs and
     # batch results all count; None: no limit. A key may carry its own of each.
     max_storage_bytes_per_key: int | None = Field(default=10 * 1024**3, ge=1)

@@ -184,7 +184,9 @@ def test_logs_as_csv(gw: RunningGateway) -> None:
 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/csv")
-    assert response.headers["content-disposition"] == 'attachment; filename="batchway-logs.csv"'
+    assert response.headers["content-disposition"] == (
+        "attachment; filename=\"batchway-logs.csv\"; filename*=UTF-8''batchway-logs.csv"
+    )
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert [row["request_id"] for row in rows] == ["e", "d", "c", "b", "a"]
     assert rows[-1]["created_at"] == str((T0 + 1000) / 1000)

@@ -16,6 +16,8 @@ from batchway.core.validation import (
     MAX_CUSTOM_ID_LENGTH,
     SUPPORTED_ENDPOINTS,
     InputValidator,
+    RefusedLine,
+    input_lines,
     normalize_endpoint,
     split_lines,
 )
@@ -76,7 +78,7 @@ def make_validator(endpoint: str = CHAT, limits: BatchLimits = LIMITS) -> InputV
 
 
 def validate(
-    lines: list[bytes], endpoint: str = CHAT, limits: BatchLimits = LIMITS
+    lines: list[bytes | RefusedLine], endpoint: str = CHAT, limits: BatchLimits = LIMITS
 ) -> tuple[InputValidator, list[NewItem | None]]:
     """Feed ``lines`` (numbered from 1) to a new validator, then call ``finish()``."""
     validator = make_validator(endpoint, limits)
@@ -596,3 +598,51 @@ async def test_split_lines_byte_by_byte_equals_one_chunk() -> None:
     one_by_one = [data[i : i + 1] for i in range(len(data))]
 
     assert [line async for line in split_lines(stream(one_by_one))] == data.split(b"\n")
+
+
+# --- input_lines: lines held to a size as they pass -----------------------------------------
+
+TOO_LARGE = RefusedLine("line_too_large", "This line is longer than the 4 bytes allowed.")
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        pytest.param([b"abcd\nabcde\n"], [b"abcd", TOO_LARGE], id="at-and-over"),
+        pytest.param([b"ab", b"cd", b"e", b"\nok\n"], [TOO_LARGE, b"ok"], id="over-across-chunks"),
+        pytest.param([b"abcdefgh" * 1000, b"ij\nok"], [TOO_LARGE, b"ok"], id="huge-then-last"),
+        pytest.param([b"ok\nabcdefgh"], [b"ok", TOO_LARGE], id="over-at-the-end"),
+        pytest.param([b"ab", b"cd\n", b"\n"], [b"abcd", b""], id="exactly-at-the-limit"),
+    ],
+)
+async def test_input_lines_refuse_a_long_line_without_holding_it(
+    chunks: list[bytes], expected: list[bytes | RefusedLine]
+) -> None:
+    assert [line async for line in input_lines(stream(chunks), 4)] == expected
+
+
+async def test_a_refused_line_is_reported_on_its_line_and_counts_as_a_request() -> None:
+    validator, items = validate([raw(request("a")), TOO_LARGE, raw(request("b"))])
+    assert summary(validator.errors) == [("line_too_large", 2, None)]
+    assert validator.requests == 3
+    assert items[0] is not None and items[2] is not None
+
+
+def test_a_line_over_the_line_limit_is_refused_even_when_read_whole() -> None:
+    limits = BatchLimits(max_batch_line_bytes=50)
+    validator, _ = validate([raw(request("a"))], limits=limits)
+    assert summary(validator.errors) == [("line_too_large", 1, None)]
+
+
+@pytest.mark.parametrize("levels", [5, 6, 300, 1100], ids=["at", "one-over", "300", "1100"])
+def test_a_line_nested_past_the_depth_limit_is_json_too_deep(levels: int) -> None:
+    limits = BatchLimits(max_json_depth=5)
+    # the line itself is one level, body.messages two more, and the rest in "extra"
+    extra = b"[" * (levels - 2) + b"]" * (levels - 2)
+    line = raw(request("a")).replace(b'"body": {', b'"body": {"extra": ' + extra + b", ", 1)
+    validator, _ = validate([line], limits=limits)
+    if levels <= 5:
+        assert validator.ok, validator.errors
+    else:
+        assert summary(validator.errors) == [("json_too_deep", 1, None)]
+        assert "more than 5 levels" in validator.errors[0].message

@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from batchway.api.auth import authenticate_admin
+from batchway.api.disposition import attachment
 from batchway.api.openai.routes import json_response
 from batchway.core.analytics import (
     LogFilter,
@@ -233,7 +234,7 @@ async def list_logs(request: Request) -> Response:
         return StreamingResponse(
             _csv(logs, filters, after),
             media_type="text/csv",
-            headers={"content-disposition": 'attachment; filename="batchway-logs.csv"'},
+            headers={"content-disposition": attachment("batchway-logs.csv")},
         )
     page = await logs.query(filters, limit=limit or DEFAULT_LIMIT, before_id=after)
     data = [_log_json(log) for log in page.items]

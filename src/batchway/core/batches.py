@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ from batchway.core.validation import (
     MESSAGES_ENDPOINT,
     SUPPORTED_ENDPOINTS,
     InputValidator,
+    RefusedLine,
     normalize_endpoint,
 )
 from batchway.errors import (
@@ -116,7 +117,9 @@ class BatchService:
             )
         if self._cost_check is not None and principal.budget_usd is not None:
             _, chunks = await self._file_service.content(principal, input_file_id)
-            await self._cost_check.check(principal, normalized, jsonl_lines(chunks))
+            await self._cost_check.check(
+                principal, normalized, jsonl_lines(chunks, self._limits.max_batch_line_bytes)
+            )
         return await self._start(
             principal,
             batch_id=new_id("batch"),
@@ -129,7 +132,7 @@ class BatchService:
     async def create_inline(
         self,
         principal: Principal,
-        requests: list[dict[str, Any]],
+        requests: AsyncIterable[dict[str, Any] | RefusedLine],
         *,
         endpoint: str = MESSAGES_ENDPOINT,
         id_kind: str = "msgbatch",
@@ -137,36 +140,51 @@ class BatchService:
     ) -> Batch:
         """A batch from requests sent in the body (``{custom_id, params}`` each).
 
-        Unlike a file, they are checked at once: a bad request is refused with a 400 that
-        names its index. They are then kept as the batch's input file. ``shape`` is kept on
-        the batch for the routes (see ``Batch.shape``).
+        The requests are taken as they arrive, checked at once and written one a line to
+        the batch's input file, so that no more than one is held at a time. A bad request
+        is refused with a 400 that names its index (every bad one, up to a cap), and then
+        nothing is kept. ``shape`` is kept on the batch for the routes (see ``Batch.shape``).
         """
         validator = InputValidator(
             endpoint=endpoint, router=self._router, principal=principal, limits=self._limits
         )
-        lines = []
-        for index, request in enumerate(requests):
-            line = {
-                "custom_id": request.get("custom_id"),
-                "method": "POST",
-                "url": endpoint,
-                "body": request.get("params"),
-            }
-            lines.append(orjson.dumps(line))
-            validator.check(index + 1, lines[-1])
-        validator.finish()
-        if not validator.ok:
-            raise InvalidRequest(_describe_inline_errors(validator), param=_first_param(validator))
-        if self._cost_check is not None and principal.budget_usd is not None:
-            await self._cost_check.check(principal, endpoint, lines)
-        data = b"\n".join(lines) + b"\n"
-        if len(data) > self._limits.max_message_batch_bytes:
-            raise PayloadTooLarge(
-                f"The requests take more than {human_size(self._limits.max_message_batch_bytes)}."
-            )
+        priced = self._cost_check is not None and principal.budget_usd is not None
+        cost = 0.0
+        upload = await self._file_service.begin_inline(principal)
+        try:
+            number = 0
+            async for request in requests:
+                number += 1
+                if isinstance(request, RefusedLine):
+                    validator.check(number, request)
+                    continue
+                line = orjson.dumps(
+                    {
+                        "custom_id": request.get("custom_id"),
+                        "method": "POST",
+                        "url": endpoint,
+                        "body": request.get("params"),
+                    }
+                )
+                if validator.check(number, line) is not None and validator.ok:
+                    await upload.write(line + b"\n")
+                    if priced:
+                        assert self._cost_check is not None
+                        cost += self._cost_check.body_cost(endpoint, request.get("params"))
+            validator.finish()
+            if not validator.ok:
+                raise InvalidRequest(
+                    _describe_inline_errors(validator), param=_first_param(validator)
+                )
+            if priced:
+                assert self._cost_check is not None
+                await self._cost_check.check_cost(principal, cost)
+        except BaseException:
+            await upload.abort()
+            raise
         batch_id = new_id(id_kind)
         file = await self._file_service.store_inline(
-            principal, filename=f"{batch_id}_requests.jsonl", data=data
+            principal, upload, filename=f"{batch_id}_requests.jsonl"
         )
         try:
             return await self._start(
@@ -176,7 +194,7 @@ class BatchService:
                 endpoint=endpoint,
                 metadata=None,
                 output_expires_after=None,
-                total=len(requests),
+                total=validator.requests,
                 shape=shape,
             )
         except AuthError:  # the key was revoked meanwhile: keep nothing of the batch

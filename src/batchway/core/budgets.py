@@ -8,10 +8,10 @@ what this process records. A budget may reset every day or month (UTC).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -20,6 +20,7 @@ from batchway.core.call_pricing import CallPricing
 from batchway.core.models import BudgetPeriod, Principal, Usage
 from batchway.core.routing import Router
 from batchway.core.tokens import estimate_input_tokens
+from batchway.core.validation import input_lines
 from batchway.errors import BudgetExceeded
 
 __all__ = [
@@ -126,32 +127,35 @@ class BatchCostCheck:
         self._pricing = pricing
         self._router = router
 
-    async def check(
-        self, principal: Principal, endpoint: str, lines: AsyncIterable[bytes] | Iterable[bytes]
-    ) -> None:
-        remaining = await self._budgets.remaining(principal)
-        if remaining is None:
+    async def check(self, principal: Principal, endpoint: str, lines: AsyncIterable[bytes]) -> None:
+        if await self._budgets.remaining(principal) is None:
             return
         cost = 0.0
-        if isinstance(lines, AsyncIterable):
-            async for line in lines:
-                cost += self._line_cost(endpoint, line)
-        else:
-            for line in lines:
-                cost += self._line_cost(endpoint, line)
-        if cost > remaining:
+        async for line in lines:
+            cost += self.line_cost(endpoint, line)
+        await self.check_cost(principal, cost)
+
+    async def check_cost(self, principal: Principal, cost: float) -> None:
+        """Refuse a batch estimated at ``cost`` if that is more than the key has left."""
+        remaining = await self._budgets.remaining(principal)
+        if remaining is not None and cost > remaining:
             raise BudgetExceeded(
                 f"The batch's estimated cost (${cost:.4f} for its input tokens alone) is more "
                 f"than the ${max(remaining, 0.0):.4f} left in this key's budget.",
                 code="budget_exceeded",
             )
 
-    def _line_cost(self, endpoint: str, line: bytes) -> float:
+    def line_cost(self, endpoint: str, line: bytes) -> float:
+        """The estimated cost of one batch line's input tokens (0 if it cannot be read)."""
         try:
             parsed = orjson.loads(line)
         except orjson.JSONDecodeError:
             return 0.0  # the worker's validation reports it
         body = parsed.get("body") if isinstance(parsed, dict) else None
+        return self.body_cost(endpoint, body)
+
+    def body_cost(self, endpoint: str, body: Any) -> float:
+        """The estimated cost of one request body's input tokens (0 if it has no model)."""
         model = body.get("model") if isinstance(body, dict) else None
         if not isinstance(body, dict) or not isinstance(model, str):
             return 0.0
@@ -160,14 +164,9 @@ class BatchCostCheck:
         return self._pricing.estimate(model, usage)
 
 
-async def jsonl_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """The non-blank lines of a byte stream."""
-    rest = b""
-    async for chunk in chunks:
-        rest += chunk
-        *lines, rest = rest.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield line
-    if rest.strip():
-        yield rest
+async def jsonl_lines(chunks: AsyncIterable[bytes], max_line_bytes: int) -> AsyncIterator[bytes]:
+    """The non-blank lines of a byte stream, less those over ``max_line_bytes`` (which
+    validation reports)."""
+    async for line in input_lines(chunks, max_line_bytes):
+        if isinstance(line, bytes) and line.strip():
+            yield line

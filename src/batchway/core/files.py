@@ -3,6 +3,7 @@ quota and the deletion of expired files."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 
 from batchway.config import BatchLimits
@@ -36,9 +37,16 @@ class Upload:
     """
 
     def __init__(
-        self, file_id: str, writer: BlobWriter, limit: int, room: int | None = None
+        self,
+        file_id: str,
+        writer: BlobWriter,
+        limit: int,
+        room: int | None = None,
+        *,
+        param: str = "file",
     ) -> None:
         self.file_id = file_id
+        self._param = param
         self.size = 0
         self._writer = writer
         self._limit = limit
@@ -48,13 +56,14 @@ class Upload:
         self.size += len(data)
         if self.size > self._limit:
             raise PayloadTooLarge(
-                f"The file is larger than the {human_size(self._limit)} allowed.", param="file"
+                f"The file is larger than the {human_size(self._limit)} allowed.",
+                param=self._param,
             )
         if self._room is not None and self.size > self._room:
             raise StorageQuotaExceeded(
                 f"The file does not fit in the {human_size(self._room)} left in this key's "
                 "storage quota. Delete files, or let them expire, to make room.",
-                param="file",
+                param=self._param,
             )
         await self._writer.write(data)
 
@@ -194,33 +203,32 @@ class FileService:
         await self._record(principal, file, "file")
         return file
 
-    async def store_inline(self, principal: Principal, *, filename: str, data: bytes) -> StoredFile:
-        """Keep requests that arrived inline (not as an upload) as a batch input file, so that
-        every view of a batch has an input file. Size limits were checked by the caller; the
-        key's storage quota is checked here (a refusal names ``requests``)."""
+    async def begin_inline(self, principal: Principal) -> Upload:
+        """Start keeping requests that arrive inline (not as an upload) as a batch input
+        file, so that every view of a batch has one. Its size follows from the body the
+        requests came in, which is held to ``max_message_batch_bytes``; a key without room
+        in its storage quota is refused at once, and the requests stop as soon as they
+        outgrow the room left (a refusal names ``requests``)."""
         room = await self._room(principal, "requests")
-        if room is not None and len(data) > room:
-            raise StorageQuotaExceeded(
-                f"The requests take {human_size(len(data))}, more than the "
-                f"{human_size(room)} left in this key's storage quota. Delete files, or let "
-                "them expire, to make room.",
-                param="requests",
-            )
         file_id = new_id("file")
-        writer = self._blobs.writer(file_id)
+        return Upload(file_id, self._blobs.writer(file_id), sys.maxsize, room, param="requests")
+
+    async def store_inline(
+        self, principal: Principal, upload: Upload, *, filename: str
+    ) -> StoredFile:
+        """Make the requests written to ``upload`` a batch input file; aborts it on error."""
         try:
-            await writer.write(data)
+            await upload.commit()
         except BaseException:
-            await writer.abort()
+            await upload.abort()
             raise
-        await writer.commit()
         created = clock.now()
         file = StoredFile(
-            id=file_id,
+            id=upload.file_id,
             owner=principal.key_id,
             filename=filename,
             purpose="batch",
-            bytes=len(data),
+            bytes=upload.size,
             created_at=created,
             expires_at=created + BATCH_FILE_TTL,
         )

@@ -9,12 +9,14 @@ follow the OpenAI/Azure batch contract (``invalid_json_line``, ``duplicate_custo
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from batchway.config import BatchLimits
 from batchway.core.models import BatchError, NewItem, Principal
+from batchway.core.nesting import nested_deeper
 from batchway.core.routing import Router
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "MESSAGES_ENDPOINT",
     "SUPPORTED_ENDPOINTS",
     "InputValidator",
+    "RefusedLine",
+    "input_lines",
     "normalize_endpoint",
     "split_lines",
 ]
@@ -52,17 +56,64 @@ def _embedding_inputs(given: Any) -> int:
     return 1
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedLine:
+    """A line (or inline request) refused before it was parsed: too large to be read, or
+    found wrong on the way in; it stands in its place for ``InputValidator.check``."""
+
+    code: str
+    message: str
+    param: str | None = None
+
+
 async def split_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     """The lines of a byte stream (without their ``\\n``), however the chunks fall."""
-    rest = b""
+    async for line in _lines(chunks, None):
+        assert isinstance(line, bytes)
+        yield line
+
+
+async def input_lines(
+    chunks: AsyncIterable[bytes], max_line_bytes: int
+) -> AsyncIterator[bytes | RefusedLine]:
+    """The lines of a batch input file; a line longer than ``max_line_bytes`` comes as a
+    ``RefusedLine``, its bytes dropped as they pass, so that no line is held whole."""
+    async for line in _lines(chunks, max_line_bytes):
+        yield line
+
+
+def _too_large(limit: int) -> RefusedLine:
+    return RefusedLine("line_too_large", f"This line is longer than the {limit:,} bytes allowed.")
+
+
+async def _lines(
+    chunks: AsyncIterable[bytes], limit: int | None
+) -> AsyncIterator[bytes | RefusedLine]:
+    pending: list[bytes] = []  # the start of a line that goes on in a later chunk
+    pending_size = 0
+    dropping = False  # the line under way is over the limit: its bytes are skipped
     async for chunk in chunks:
-        data = rest + chunk
-        lines = data.split(b"\n")
-        rest = lines.pop()
-        for line in lines:
-            yield line
-    if rest:
-        yield rest
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            size = pending_size + end - start
+            if dropping or (limit is not None and size > limit):
+                yield _too_large(limit or 0)
+            elif pending:
+                yield b"".join(pending) + chunk[start:end]
+            else:
+                yield chunk[start:end]
+            pending, pending_size, dropping = [], 0, False
+            start = end + 1
+        if start < len(chunk) and not dropping:
+            pending_size += len(chunk) - start
+            if limit is not None and pending_size > limit:
+                pending, dropping = [], True
+            else:
+                pending.append(chunk[start:] if start else chunk)
+    if dropping:
+        yield _too_large(limit or 0)
+    elif pending_size:
+        yield b"".join(pending)
 
 
 class InputValidator:
@@ -97,16 +148,17 @@ class InputValidator:
         if len(self.errors) < self._limits.max_reported_errors:
             self.errors.append(BatchError(code=code, message=message, line=line, param=param))
 
-    def check(self, number: int, raw: bytes) -> NewItem | None:
+    def check(self, number: int, raw: bytes | RefusedLine) -> NewItem | None:
         """Check line ``number`` (1-based); the stored form of the request if it is good."""
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if not raw.strip():
-            # a blank line is only fine at the very end of the file
-            self._trailing_blank = self._trailing_blank or number
-            return None
+        if isinstance(raw, bytes):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if not raw.strip():
+                # a blank line is only fine at the very end of the file
+                self._trailing_blank = self._trailing_blank or number
+                return None
         if self._trailing_blank is not None:
             self._error(self._trailing_blank, "invalid_json_line", "Blank lines are not allowed.")
             self._trailing_blank = None
@@ -119,9 +171,19 @@ class InputValidator:
                     f"The batch has more than {self.max_lines:,} requests.",
                 )
             return None
+        if isinstance(raw, RefusedLine):
+            self._error(number, raw.code, raw.message, raw.param)
+            return None
+        if len(raw) > self._limits.max_batch_line_bytes:  # a line not cut by input_lines()
+            refused = _too_large(self._limits.max_batch_line_bytes)
+            self._error(number, refused.code, refused.message)
+            return None
         try:
             line = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
+            if "depth" in str(exc):  # orjson's own ceiling, 1,024 levels
+                self._too_deep(number)
+                return None
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -129,10 +191,21 @@ class InputValidator:
                 return None
             self._error(number, "invalid_json_line", "This line is not parseable as valid JSON.")
             return None
+        if nested_deeper(raw, line, self._limits.max_json_depth):
+            self._too_deep(number)
+            return None
         if not isinstance(line, dict):
             self._error(number, "invalid_request", "Each line must be a JSON object.")
             return None
         return self._check_request(number, line)
+
+    def _too_deep(self, number: int) -> None:
+        self._error(
+            number,
+            "json_too_deep",
+            "This line nests arrays and objects more than "
+            f"{self._limits.max_json_depth} levels deep.",
+        )
 
     def _check_request(self, number: int, line: dict[str, Any]) -> NewItem | None:
         custom_id = line.get("custom_id")

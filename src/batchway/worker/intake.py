@@ -15,7 +15,7 @@ from batchway.core import clock
 from batchway.core.models import BatchError, NewItem
 from batchway.core.routing import Router
 from batchway.core.states import BatchStatus, ItemState
-from batchway.core.validation import InputValidator, split_lines
+from batchway.core.validation import InputValidator, input_lines
 from batchway.store.blobs import BlobStore
 from batchway.store.sql import SqlStore
 
@@ -74,7 +74,7 @@ async def validate_batch(
     pending: list[NewItem] = []
     pending_bytes = 0
     number = 0
-    async for raw in split_lines(blobs.chunks(blob_key)):
+    async for raw in input_lines(blobs.chunks(blob_key), limits.max_batch_line_bytes):
         number += 1
         item = validator.check(number, raw)
         if item is not None and validator.ok:

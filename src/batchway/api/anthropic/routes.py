@@ -9,9 +9,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from batchway.api.anthropic.convert import from_core_batch, result_line
-from batchway.api.anthropic.models import AnthropicBatchCreate
+from batchway.api.anthropic.models import AnthropicBatchRequest
 from batchway.api.auth import authenticate
-from batchway.api.openai.routes import by_method, json_response, parse_json, validated
+from batchway.api.inline_body import InlineBody
+from batchway.api.openai.routes import by_method, json_response
 from batchway.core.ids import new_request_id
 from batchway.core.models import Principal
 from batchway.errors import InvalidRequest
@@ -39,9 +40,15 @@ def _results_base(request: Request, gateway: Gateway) -> str:
 
 async def create_batch(request: Request) -> Response:
     gateway, principal = await _principal(request)
-    body = validated(AnthropicBatchCreate, await parse_json(request))
+    body = InlineBody(request, gateway.config.limits, inline_only=True)  # read as a stream
+    if not await body.start():
+        raise InvalidRequest(
+            "Missing required parameter: 'requests'.",
+            param="requests",
+            code="missing_required_parameter",
+        )
     batch = await gateway.batches.create_inline(
-        principal, [r.model_dump() for r in body.requests], endpoint="/v1/messages"
+        principal, body.checked(AnthropicBatchRequest), endpoint="/v1/messages"
     )
     return _respond(from_core_batch(batch, _results_base(request, gateway)))
 

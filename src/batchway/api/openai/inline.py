@@ -11,14 +11,15 @@ answer as they always have.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from batchway.api.anthropic.convert import from_core_batch, result_line
 from batchway.api.anthropic.models import AnthropicMessageBatch
-from batchway.api.openai.models import OpenAIInlineBatchCreate
+from batchway.api.disposition import attachment
+from batchway.api.inline_body import InlineBody
+from batchway.api.openai.models import OpenAIInlineRequest
 from batchway.core.models import Batch, Principal
 from batchway.core.validation import MESSAGES_ENDPOINT
 from batchway.errors import InvalidRequest
@@ -55,13 +56,14 @@ def message_batch(request: Request, gateway: Gateway, batch: Batch) -> Anthropic
     return view.model_copy(update={"results_url": f"{base}/v1/batches/{batch.id}/results"})
 
 
-async def create_inline_batch(
-    gateway: Gateway, principal: Principal, body: OpenAIInlineBatchCreate
-) -> Batch:
-    """Check the inline requests (a 400 names each bad one by index) and start the batch."""
-    requests: list[dict[str, Any]] = [r.model_dump() for r in body.requests]
+async def create_inline_batch(gateway: Gateway, principal: Principal, body: InlineBody) -> Batch:
+    """Check the inline requests as they arrive (a 400 names each bad one by index) and
+    start the batch."""
     return await gateway.batches.create_inline(
-        principal, requests, endpoint=MESSAGES_ENDPOINT, shape=MESSAGE_BATCH_SHAPE
+        principal,
+        body.checked(OpenAIInlineRequest),
+        endpoint=MESSAGES_ENDPOINT,
+        shape=MESSAGE_BATCH_SHAPE,
     )
 
 
@@ -80,5 +82,5 @@ def results_response(gateway: Gateway, batch: Batch) -> Response:
     return StreamingResponse(
         lines(),
         media_type=RESULTS_MEDIA_TYPE,
-        headers={"content-disposition": f'attachment; filename="{batch.id}_results.jsonl"'},
+        headers={"content-disposition": attachment(f"{batch.id}_results.jsonl")},
     )

@@ -19,9 +19,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from batchway.api.auth import authenticate
+from batchway.api.body import parse_json_bytes, read_body
 from batchway.api.errors import client_error
 from batchway.api.interactive import admit
-from batchway.api.openai.routes import parse_json_bytes
 from batchway.core.ids import new_request_id
 from batchway.core.ratelimit import Ticket
 from batchway.core.routing import Route as ModelRoute
@@ -57,8 +57,9 @@ def _endpoint_handler(endpoint: str) -> Callable[[Request], Awaitable[Response]]
 async def _proxy(request: Request, endpoint: str) -> Response:
     gateway: Gateway = request.app.state.gateway
     principal = await authenticate(request, gateway.keys)
-    raw = await request.body()
-    body = parse_json_bytes(raw)
+    limits = gateway.config.limits
+    raw = await read_body(request, limits.max_request_bytes)
+    body = parse_json_bytes(raw, limits.max_json_depth)
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = body.get("model")

@@ -6,15 +6,18 @@ A batch created from inline ``requests`` answers in another shape: see ``inline.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from batchway.api.auth import authenticate
+from batchway.api.body import read_json, validated
+from batchway.api.disposition import attachment
+from batchway.api.inline_body import InlineBody, unrecognized
 from batchway.api.multipart import Form, read_upload
 from batchway.api.openai.convert import from_core_batch, from_core_file
 from batchway.api.openai.inline import (
@@ -26,7 +29,6 @@ from batchway.api.openai.inline import (
 from batchway.api.openai.models import (
     OpenAIBatchCreate,
     OpenAIFileDeleted,
-    OpenAIInlineBatchCreate,
 )
 from batchway.core.files import Upload
 from batchway.core.models import Principal
@@ -34,8 +36,6 @@ from batchway.errors import InvalidRequest
 from batchway.gateway import Gateway
 
 __all__ = ["by_method", "json_response", "openai_routes", "parse_json", "validated"]
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -58,41 +58,8 @@ def _list_response(items: list[BaseModel], has_more: bool) -> Response:
 
 
 async def parse_json(request: Request) -> Any:
-    return parse_json_bytes(await request.body())
-
-
-def parse_json_bytes(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest("The request body is not valid JSON.") from exc
-
-
-def _param(loc: tuple[int | str, ...]) -> str | None:
-    """``requests[2].params`` for the location ``("requests", 2, "params")``."""
-    param = ""
-    for part in loc:
-        param += f"[{part}]" if isinstance(part, int) else f".{part}" if param else part
-    return param or None
-
-
-def validated(model: type[M], data: Any) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        param = _param(error["loc"])
-        if param is None:
-            raise InvalidRequest("The request body must be a JSON object.") from exc
-        if error["type"] == "missing":
-            raise InvalidRequest(
-                f"Missing required parameter: '{param}'.",
-                param=param,
-                code="missing_required_parameter",
-            ) from exc
-        if error["type"] == "extra_forbidden":
-            raise InvalidRequest(f"Unrecognized request argument: '{param}'.", param=param) from exc
-        raise InvalidRequest(f"Invalid value for '{param}': {error['msg']}.", param=param) from exc
+    """The JSON body of a request, within the limits on size and nesting (``body.py``)."""
+    return await read_json(request)
 
 
 def _int_query(request: Request, name: str, default: int) -> int:
@@ -153,7 +120,7 @@ async def create_file(request: Request) -> Response:
             gateway.files.check_expiry(_expires_after(form.fields))
         return await gateway.files.begin(principal, purpose)
 
-    form = await read_upload(request, begin)
+    form = await read_upload(request, gateway.config.limits, begin)
     if form.upload is None or form.filename is None:
         raise InvalidRequest(
             "Missing required parameter: 'file'.", param="file", code="missing_required_parameter"
@@ -206,7 +173,7 @@ async def file_content(request: Request) -> Response:
         media_type="application/octet-stream",
         headers={
             "content-length": str(file.bytes),
-            "content-disposition": f'attachment; filename="{file.filename}"',
+            "content-disposition": attachment(file.filename),
         },
     )
 
@@ -214,27 +181,28 @@ async def file_content(request: Request) -> Response:
 # -- batches ----------------------------------------------------------------------------
 
 
+def _not_inline(key: str) -> InvalidRequest:
+    if key == "input_file_id":
+        return InvalidRequest("Give either input_file_id or requests, not both.", param="requests")
+    return unrecognized(key)
+
+
 async def create_batch(request: Request) -> Response:
     gateway, principal = await _principal(request)
-    data = await parse_json(request)
-    if isinstance(data, dict) and "requests" in data:  # inline requests: see inline.py
-        if "input_file_id" in data:
-            raise InvalidRequest(
-                "Give either input_file_id or requests, not both.", param="requests"
-            )
-        inline = await create_inline_batch(
-            gateway, principal, validated(OpenAIInlineBatchCreate, data)
-        )
+    # the body may carry inline requests (see inline.py): read as a stream, not whole
+    body = InlineBody(request, gateway.config.limits, extra=_not_inline)
+    if await body.start():
+        inline = await create_inline_batch(gateway, principal, body)
         return json_response(message_batch(request, gateway, inline))
-    body = validated(OpenAIBatchCreate, data)
+    create = validated(OpenAIBatchCreate, body.fields)
     batch = await gateway.batches.create(
         principal,
-        input_file_id=body.input_file_id,
-        endpoint=body.endpoint,
-        completion_window=body.completion_window,
-        metadata=body.metadata,
-        output_expires_after=body.output_expires_after.seconds
-        if body.output_expires_after
+        input_file_id=create.input_file_id,
+        endpoint=create.endpoint,
+        completion_window=create.completion_window,
+        metadata=create.metadata,
+        output_expires_after=create.output_expires_after.seconds
+        if create.output_expires_after
         else None,
     )
     return json_response(from_core_batch(batch))
