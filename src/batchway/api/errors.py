@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchway.core.ids import new_request_id
 from batchway.core.retry import retry_after_header
 from batchway.errors import (
     GatewayError,
@@ -81,6 +82,8 @@ def _render(
 ) -> Response:
     if _is_anthropic(request):
         own = type_ if type_ in _GATEWAY_TYPES else None
+        # Anthropic answers every request, errors too, with its id
+        headers = {"request-id": new_request_id(), **(headers or {})}
         return anthropic_error(status, message, type_=own, headers=headers)
     # OpenAI reports authentication failures as invalid_request_error
     openai_type = "invalid_request_error" if status in (401, 403, 404, 413) else type_
