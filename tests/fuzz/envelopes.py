@@ -1,0 +1,49 @@
+"""What every answer of the gateway must look like, whatever it was sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.fuzz.conftest import json_of
+
+__all__ = ["assert_answer", "dialect_of"]
+
+
+def dialect_of(path: str) -> str:
+    """``anthropic`` for the Messages routes, ``openai`` for every other one."""
+    return "anthropic" if path.startswith("/v1/messages") else "openai"
+
+
+def assert_openai_error(body: Any) -> None:
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error, dict) and set(error) == {"message", "type", "param", "code"}, body
+    assert isinstance(error["message"], str) and error["message"], body
+    assert isinstance(error["type"], str) and error["type"], body
+    assert error["param"] is None or isinstance(error["param"], str), body
+    assert error["code"] is None or isinstance(error["code"], str), body
+
+
+def assert_anthropic_error(body: Any) -> None:
+    assert isinstance(body, dict) and set(body) == {"type", "error"}, body
+    assert body["type"] == "error", body
+    error = body["error"]
+    assert isinstance(error, dict) and set(error) == {"type", "message"}, body
+    assert isinstance(error["message"], str) and error["message"], body
+    assert isinstance(error["type"], str) and error["type"].endswith("_error"), body
+
+
+def assert_answer(response: httpx.Response, path: str) -> None:
+    """Never a 5xx; an error is JSON in the route's own envelope."""
+    assert response.status_code < 500, (response.status_code, response.text[:500])
+    if response.status_code < 400:
+        return
+    assert response.headers.get("content-type", "").startswith("application/json"), response
+    body = json_of(response)
+    if dialect_of(path) == "anthropic":
+        assert_anthropic_error(body)
+        assert "request-id" in response.headers, response.headers
+    else:
+        assert_openai_error(body)
