@@ -30,6 +30,18 @@ from tests.conftest import (
 )
 
 ADMIN_KEY = "admin-secret"
+UPSTREAM_KEY = "upstream-secret"  # the fake provider's key in the test config
+# the fake upstream's models that refuse every call (see batchway.testing.fake_upstream)
+UPSTREAM_FAILURES = [
+    "fake-401-echo",
+    "fake-403",
+    "fake-400-echo",
+    "fake-echo-credentials",
+    *(
+        f"fake-429-always-{case}"
+        for case in ("soon", "huge", "inf", "nan", "negative", "day", "date", "past", "none")
+    ),
+]
 
 
 def fuzz_settings(max_examples: int) -> settings:
@@ -73,8 +85,9 @@ def fuzz_gw(
     """A gateway with the default test config, serving one module's examples."""
     fake, upstream = fake_upstream
     folder = tmp_path_factory.mktemp("fuzz-files")
+    failing = {name: {"provider": "fake", "model": name} for name in UPSTREAM_FAILURES}
     config = Config.model_validate(
-        gateway_config(module_database_url, folder / "files", upstream.url)
+        gateway_config(module_database_url, folder / "files", upstream.url, models=failing)
     )
     app = create_app(config)
     with serve_in_thread(app) as handle:

@@ -27,6 +27,8 @@ ERROR_CODES = {
     "model_not_found",
     "too_many_tasks",
     "empty_file",
+    "json_too_deep",  # a line nested past the depth limit
+    "line_too_large",  # a line past the size limit
 }
 
 
