@@ -28,6 +28,8 @@ async def authenticate(request: Request, keys: KeyService) -> Principal:
 
 def authenticate_admin(request: Request, keys: KeyService) -> Principal:
     token = presented_key(request)
-    if not token or not keys.is_admin(token):
+    # header bytes arrive decoded as Latin-1: a token with any other byte cannot be the
+    # configured key, and comparing it in constant time would raise
+    if not token or not token.isascii() or not keys.is_admin(token):
         raise AuthError("This route needs the admin key.")
     return ADMIN
