@@ -13,6 +13,10 @@ Cases failing before their fixes are marked ``xfail(strict=False)``, each with i
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import httpx
 import orjson
 import pytest
@@ -24,7 +28,27 @@ from tests.fuzz.strategies import nested
 from tests.helpers import BOUNDARY, blobs, multipart
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-DEPTHS = [255, 300, 1000]  # past the serializer's limit, within the parser's
+
+
+def plain_failures(test: Callable[..., None]) -> Callable[..., None]:
+    """Report a failure as its message alone, without pytest's source excerpts.
+
+    On Python 3.11, building those excerpts (``ast.parse``) at the moment the gateway's
+    thread formats the traceback of the 500 it just logged can fail with "AST constructor
+    recursion depth mismatch", an internal error of the whole run: ast's state is shared
+    between threads there. These tests fail on purpose until their fixes land."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            test(*args, **kwargs)
+        except Exception as exc:
+            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+
+    return wrapper
+
+
+DEPTHS = [255, 1000]  # past the serializer's limit, within the parser's
 DEEP = (
     "JSON nesting past ~254 levels: a 500 on sync routes and inline batches; a batch file "
     "line ends its batch failed with internal_error and no line number"
@@ -55,6 +79,16 @@ def sync_body(path: str, inner: bytes) -> bytes:
     return head[:-1] + b',"deep":' + inner + b"}"
 
 
+@pytest.fixture
+def http(fuzz_gw: RunningGateway, fuzz_key: str) -> Iterator[httpx.Client]:
+    """A client of the test's own: after a 500 the server closes the connection, and a
+    client shared with the next test could pick it up just as it closes."""
+    with httpx.Client(
+        base_url=fuzz_gw.base_url, headers={"authorization": f"Bearer {fuzz_key}"}, timeout=60
+    ) as client:
+        yield client
+
+
 def newest(http: httpx.Client) -> tuple[str | None, str | None]:
     batches = http.get("/v1/batches", params={"limit": 1}).json()["data"]
     files = http.get("/v1/files", params={"limit": 1}).json()["data"]
@@ -67,9 +101,9 @@ SYNC_PATHS = sorted(SYNC_FIELDS)
 
 
 @pytest.mark.xfail(reason=DEEP, strict=False)
-@pytest.mark.parametrize("kind", ["list", "object"])
-@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize(("depth", "kind"), [(255, "list"), (1000, "object")])
 @pytest.mark.parametrize("path", SYNC_PATHS)
+@plain_failures
 def test_deep_sync_bodies_are_answered(
     fuzz_gw: RunningGateway, http: httpx.Client, path: str, depth: int, kind: str
 ) -> None:
@@ -80,6 +114,7 @@ def test_deep_sync_bodies_are_answered(
 @pytest.mark.xfail(reason=DEEP, strict=False)
 @pytest.mark.parametrize("depth", DEPTHS)
 @pytest.mark.parametrize("path", ["/v1/batches", "/v1/messages/batches"])
+@plain_failures
 def test_deep_inline_batches_are_answered_and_leave_nothing(
     fuzz_gw: RunningGateway, http: httpx.Client, path: str, depth: int
 ) -> None:
@@ -96,6 +131,7 @@ def test_deep_inline_batches_are_answered_and_leave_nothing(
 
 
 @pytest.mark.parametrize("depth", DEPTHS)
+@plain_failures
 def test_deep_batch_metadata_and_key_bodies_are_answered(
     fuzz_gw: RunningGateway, http: httpx.Client, depth: int
 ) -> None:
@@ -114,6 +150,7 @@ def test_deep_batch_metadata_and_key_bodies_are_answered(
 
 @pytest.mark.xfail(reason=DEEP, strict=False)
 @pytest.mark.parametrize("depth", [300, 1000])
+@plain_failures
 def test_a_deep_line_ends_its_batch(gw: RunningGateway, depth: int) -> None:
     """On a gateway of its own: a batch that never ends would keep any other from draining."""
     key = gw.create_key()
@@ -168,6 +205,7 @@ NAMES = {
 
 
 @pytest.mark.parametrize("name", NAMES.values(), ids=NAMES.keys())
+@plain_failures
 def test_any_filename_is_answered_on_upload_and_every_read(
     fuzz_gw: RunningGateway, fuzz_key: str, name: bytes, request: pytest.FixtureRequest
 ) -> None:
@@ -208,6 +246,7 @@ def test_any_filename_is_answered_on_upload_and_every_read(
 
 
 @pytest.mark.parametrize("length", [70, 256, 257, 300, 4000])
+@plain_failures
 def test_any_boundary_length_is_answered(
     fuzz_gw: RunningGateway, fuzz_key: str, length: int, request: pytest.FixtureRequest
 ) -> None:
@@ -237,6 +276,7 @@ BIG = 40 * 1024 * 1024  # past any sensible limit for one synchronous request
 
 @pytest.mark.xfail(reason=SIZE, strict=False)
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/admin/keys"])
+@plain_failures
 def test_a_huge_json_body_is_refused_as_too_large(
     fuzz_gw: RunningGateway, fuzz_key: str, path: str
 ) -> None:
@@ -283,6 +323,7 @@ MISTYPED = {
 
 @pytest.mark.xfail(reason=SIMULATED, strict=False)
 @pytest.mark.parametrize(("path", "fields"), MISTYPED.values(), ids=MISTYPED.keys())
+@plain_failures
 def test_the_simulated_provider_answers_mistyped_fields(
     fuzz_gw: RunningGateway, http: httpx.Client, path: str, fields: dict[str, object]
 ) -> None:
