@@ -77,7 +77,7 @@ def check_errors(batch: dict[str, Any], data: bytes) -> list[int | None]:
 
 
 @given(file=batch_files())
-@fuzz_settings(max_examples=30)
+@fuzz_settings(max_examples=25)
 def test_validation_always_ends_and_names_the_bad_lines(
     fuzz_gw: RunningGateway, http: httpx.Client, file: BatchFile
 ) -> None:

@@ -45,7 +45,7 @@ CHECKS = [
 ]
 CONFIG = schemathesis.Config()
 # examples per operation: requests the spec allows, and requests it does not
-EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 4}
+EXAMPLES = {GenerationMode.POSITIVE: 5, GenerationMode.NEGATIVE: 3}
 
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,7 @@ HEADER_TEXT = st.text(
         ),
     ).map(lambda value: value.strip(" \t")),  # HTTP trims a header value: clients refuse it
 )
-@fuzz_settings(max_examples=15)
+@fuzz_settings(max_examples=10)
 def test_any_credential_is_answered(
     fuzz_gw: RunningGateway, path: str, name: str, value: str
 ) -> None:
