@@ -594,8 +594,10 @@ def _file_line(draw: st.DrawFn, number: int, good_only: bool) -> FileLine:
     if choice == 10:  # bytes that are not JSON (or not UTF-8) inside a good line
         raw = draw(st.sampled_from(_GARBAGE[1:]))
         return FileLine(_line(custom_id).encode()[:-1] + raw + b"}", False)
-    # raw control characters inside a string
-    return FileLine(_line(custom_id, {"body": _body(extra='"a\x01b"')}).encode(), False)
+    # text that is not JSON in the body of a good line: a lone surrogate, 1e400, a raw
+    # control character in a string, NaN...
+    extra = draw(st.sampled_from(_NOT_JSON))
+    return FileLine(_line(custom_id, {"body": _body(extra=extra)}).encode(), False)
 
 
 def _good_value(field: str, custom_id: str) -> str:
