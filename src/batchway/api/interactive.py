@@ -6,6 +6,7 @@ token charges, the price and a request-log row (queued, written off the request 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ __all__ = ["Call", "StreamTap", "admit", "ratelimit_headers", "usage_of_answer",
 
 _STREAM_TAIL = 16_384  # the end of a stream, where its usage is
 _STREAM_HEAD = 4_096
+
+log = logging.getLogger("batchway.api")
 
 # settling charges happens after the answer went out; keep the tasks referenced
 _background: set[asyncio.Task[None]] = set()
@@ -191,6 +194,11 @@ class Call:
         except UpstreamError as error:
             self.gateway.metrics.upstream_error(route.provider, error_label(error))
             yield error_event(client_error(error))
+        except Exception:  # a provider's own fault must not cut the stream off unannounced
+            log.exception(
+                "stream failed", extra={"action": "stream_failed", "provider": route.provider}
+            )
+            yield error_event(GatewayError())
         finally:
             self.finish(route, ticket, usage=tap.usage(), status_code=200)
 
