@@ -329,3 +329,22 @@ def test_the_simulated_provider_answers_mistyped_fields(
 ) -> None:
     response = http.post(path, content=orjson.dumps({"model": "gpt-4o", **fields}))
     assert_answer(response, path)
+
+
+@pytest.mark.parametrize("stream_options", ['"x"', "5", "[1]"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+@plain_failures
+def test_a_stream_that_breaks_ends_with_an_error_event(
+    http: httpx.Client, path: str, stream_options: str
+) -> None:
+    """The simulated provider breaks half-way through a chat stream on a ``stream_options``
+    that is not an object; the client must still get a whole answer: a refusal, or a
+    stream that ends with an error event (fixed in the relay; this one is not xfail)."""
+    body = orjson.dumps({"model": "gpt-4o", "max_tokens": 8, "messages": MESSAGES, "stream": True})
+    body = body[:-1] + b',"stream_options":' + stream_options.encode() + b"}"
+    response = http.post(path, content=body)  # a stream cut off raises here
+    assert_answer(response, path)
+    if response.status_code == 200:
+        events = [block for block in response.text.split("\n\n") if block.strip()]
+        last = events[-1]
+        assert "[DONE]" in last or '"error"' in last or "message_stop" in last, last
