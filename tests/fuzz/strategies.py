@@ -54,9 +54,8 @@ _MISTYPED = [
 PARSER_DEPTH_LIMIT = 1024
 # a line or body nested this deep must be taken (the gateway's depth limit is 128 by default)
 GOOD_DEPTH = 100
-# nesting up to this is answered well today, whether taken or refused; deeper, up to the
-# parser's limit, is the subject of test_known_bugs.py
-SAFE_DEPTH = 200
+# nesting drawn anywhere up to the parser's limit: past the depth limit it is refused
+SAFE_DEPTH = PARSER_DEPTH_LIMIT
 
 # -- JSON text --------------------------------------------------------------------------
 
@@ -274,7 +273,7 @@ def body_bytes(texts: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
 # -- request bodies ---------------------------------------------------------------------
 
 # bodies for the synchronous routes go to the fake upstream, over HTTP like a real provider
-# (the simulated provider does not check its input: see test_known_bugs.py)
+# (the simulated provider does not check its input: see test_hostile_input.py)
 SYNC_MODEL = "fake-ok"
 _MODELS = [
     f'"{SYNC_MODEL}"',
