@@ -173,7 +173,9 @@ class InlineBody:
                 self._parser.close()  # raises if the document is not complete
             else:
                 self._parser.send(chunk)
-        except ijson.JSONError as exc:
+        # yajl hands an escaped lone low surrogate ("\udc00") to Python's UTF-8 decoder,
+        # which refuses it: that body is no more JSON than one yajl refuses itself
+        except (ijson.JSONError, UnicodeDecodeError) as exc:
             raise InvalidRequest("The request body is not valid JSON.") from exc
         try:
             for event, value in self._events:
