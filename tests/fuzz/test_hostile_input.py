@@ -174,6 +174,56 @@ def test_a_deep_line_ends_its_batch(gw: RunningGateway, depth: int) -> None:
             assert [e["line"] for e in batch["errors"]["data"]] == [2], batch
 
 
+# -- lone surrogates in inline batches ----------------------------------------------------
+
+LONE = "an inline batch is parsed by yajl, which turns an escaped lone high surrogate into '?'"
+INLINE_PARAMS = (
+    '{"model": "gpt-4o", "max_tokens": 4, "messages": [{"role": "user", "content": %s}]}'
+)
+BOTH = ("/v1/batches", "/v1/messages/batches")
+SURROGATE_BODIES = {
+    "low-as-requests": ('{"requests": "\\udc00"}', ()),
+    "low-as-key": ('{"\\udc00": 1}', ()),
+    "low-in-params": (
+        '{"requests": [{"custom_id": "a", "params": %s}]}' % (INLINE_PARAMS % '"\\udc00"'),
+        (),
+    ),
+    "high-in-params": (
+        '{"requests": [{"custom_id": "a", "params": %s}]}' % (INLINE_PARAMS % '"\\ud800"'),
+        BOTH,
+    ),
+    "high-in-custom-id": (
+        '{"requests": [{"custom_id": "\\ud800", "params": %s}]}' % (INLINE_PARAMS % '"hi"'),
+        ("/v1/batches",),  # a message batch's custom_id pattern refuses '?' anyway
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "replaced_on"), SURROGATE_BODIES.values(), ids=SURROGATE_BODIES.keys()
+)
+@pytest.mark.parametrize("path", ["/v1/batches", "/v1/messages/batches"])
+@plain_failures
+def test_a_lone_surrogate_in_an_inline_batch_is_refused_as_json_everywhere_is(
+    fuzz_gw: RunningGateway,
+    http: httpx.Client,
+    request: pytest.FixtureRequest,
+    path: str,
+    body: str,
+    replaced_on: tuple[str, ...],
+) -> None:
+    """orjson refuses an escaped lone surrogate (sync routes, batch files); so must the
+    streaming parser of inline batches. A lone low one was a 500 (fixed); a lone high one
+    is still taken as '?' (reported)."""
+    if path in replaced_on:
+        request.applymarker(pytest.mark.xfail(reason=LONE, strict=False))
+    before = newest(http)
+    response = http.post(path, content=body.encode())
+    assert_answer(response, path)
+    assert response.status_code == 400, response.text
+    assert newest(http) == before
+
+
 # -- filenames --------------------------------------------------------------------------
 
 NAMES = {
