@@ -573,7 +573,10 @@ def _file_line(draw: st.DrawFn, number: int, good_only: bool) -> FileLine:
         return FileLine(_line(custom_id, {field: value}).encode(), False)
     if choice == 7:  # a duplicate key: the last one counts
         field = draw(st.sampled_from(sorted(_BAD_FIELDS)))
-        bad = draw(st.sampled_from([v for v in _BAD_FIELDS[field] if v != _ABSENT]))
+        # a value that is not JSON at all (1e400) spoils the line wherever it stands
+        bad = draw(
+            st.sampled_from([v for v in _BAD_FIELDS[field] if v not in (_ABSENT, *_NOT_JSON)])
+        )
         if draw(st.booleans()):
             return FileLine(_line(custom_id, then=((field, bad),)).encode(), False)
         good = _good_value(field, custom_id)
