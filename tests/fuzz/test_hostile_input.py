@@ -6,9 +6,8 @@ past 256 characters (a dropped connection), and JSON bodies of any size (read wh
 answer is never a 5xx, an error comes in the route's envelope, a refusal leaves nothing
 behind, and a batch always ends with the bad line named.
 
-Below those, the simulated provider's answers to mistyped fields: a bug this suite found,
-reported rather than fixed here (it is not in the API layer), marked ``xfail(strict=False)``
-until it is fixed.
+Below those, the simulated provider's answers to mistyped fields: a 400 as OpenAI's, never
+a 500 (a bug this suite found).
 """
 
 from __future__ import annotations
@@ -331,12 +330,8 @@ def test_a_huge_json_body_is_refused_as_too_large(
     assert response.status_code == 413, response.text[:300]
 
 
-# -- the simulated provider (found by this suite) ---------------------------------------
+# -- the simulated provider ---------------------------------------
 
-SIMULATED = (
-    "the simulated provider computes with fields as it finds them: a mistyped max_tokens, "
-    "dimensions, messages or prompt is a TypeError, and the sync route a 500"
-)
 MISTYPED = {
     "chat-max_tokens": ("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": "5"}),
     "chat-max_completion_tokens": (
@@ -352,7 +347,6 @@ MISTYPED = {
 }
 
 
-@pytest.mark.xfail(reason=SIMULATED, strict=False)
 @pytest.mark.parametrize(("path", "fields"), MISTYPED.values(), ids=MISTYPED.keys())
 @plain_failures
 def test_the_simulated_provider_answers_mistyped_fields(
@@ -360,6 +354,7 @@ def test_the_simulated_provider_answers_mistyped_fields(
 ) -> None:
     response = http.post(path, content=orjson.dumps({"model": "gpt-4o", **fields}))
     assert_answer(response, path)
+    assert response.status_code == 400, response.text
 
 
 @pytest.mark.parametrize("stream_options", ['"x"', "5", "[1]"])

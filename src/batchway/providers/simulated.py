@@ -13,8 +13,8 @@ import hashlib
 import secrets
 import struct
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn
 
 import orjson
 
@@ -69,6 +69,51 @@ def _embedding(text: str, dimensions: int) -> list[float]:
     return [v / norm for v in raw]
 
 
+_MAX_DIMENSIONS = 8192  # longer vectors than any real embedding model gives
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+# the fields the answers are computed from, and what each must be (as OpenAI checks them)
+_FIELD_CHECKS: dict[str, tuple[tuple[str, str, Callable[[Any], bool]], ...]] = {
+    "/v1/chat/completions": (
+        ("messages", "an array", lambda v: isinstance(v, list)),
+        ("max_tokens", "a positive integer", _is_count),
+        ("max_completion_tokens", "a positive integer", _is_count),
+        ("stream_options", "an object", lambda v: isinstance(v, dict)),
+    ),
+    "/v1/completions": (
+        ("prompt", "a string or an array", lambda v: isinstance(v, (str, list))),
+        ("max_tokens", "a positive integer", _is_count),
+    ),
+    "/v1/embeddings": (
+        (
+            "dimensions",
+            f"an integer from 1 to {_MAX_DIMENSIONS}",
+            lambda v: _is_count(v) and v <= _MAX_DIMENSIONS,
+        ),
+    ),
+    "/v1/responses": (("max_output_tokens", "a positive integer", _is_count),),
+}
+
+
+def _check_fields(endpoint: str, request: Any) -> None:
+    """Refuse a request whose fields have the wrong type, with a 400 as OpenAI's."""
+    if not isinstance(request, dict):
+        _refuse("The request body must be a JSON object.", None)
+    for field, expected, valid in _FIELD_CHECKS.get(endpoint, ()):
+        value = request.get(field)
+        if value is not None and not valid(value):
+            _refuse(f"Invalid value for '{field}': expected {expected}.", field)
+
+
+def _refuse(message: str, param: str | None) -> NoReturn:
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    raise UpstreamRejected(message, status=400, body=orjson.dumps({"error": error}))
+
+
 class SimulatedProvider:
     """Answers chat, completions, embeddings and responses requests after ``latency_ms``."""
 
@@ -81,10 +126,14 @@ class SimulatedProvider:
 
     async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
         request = orjson.loads(body)
+        if endpoint != "/v1/messages":  # a Messages request is checked as it is translated
+            _check_fields(endpoint, request)
         if self._latency:
             await asyncio.sleep(self._latency)
         if endpoint == "/v1/messages":  # answered as a chat completion, in the Messages shape
-            chat = self._chat(messages_to_chat_request(request, allow_extensions=True))
+            chat_request = messages_to_chat_request(request, allow_extensions=True)
+            _check_fields("/v1/chat/completions", chat_request)
+            chat = self._chat(chat_request)
             message = chat_to_messages_response(chat)
             return UpstreamResponse(
                 status=200, body=orjson.dumps(message), request_id=_request_id()
