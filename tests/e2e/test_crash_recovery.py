@@ -139,15 +139,11 @@ def _wait_for(client: openai.OpenAI, batch_id: str, done, timeout: float = 120.0
     raise AssertionError(f"batch {batch_id} did not get there in time: {batch}")
 
 
-@pytest.mark.slow
-def test_kill_9_mid_batch_loses_and_repeats_nothing(
-    crashable: GatewayProcess, fake_upstream, database_url: str
-):
-    fake, _ = fake_upstream
-    crashable.start()
+def _start_big_batch(crashable: GatewayProcess):
+    """A key, a client, and a batch of LINES slow lines whose prompts carry a fresh tag."""
     key = httpx.post(
         f"{crashable.base_url}/admin/keys",
-        json={"name": "crash"},
+        json={"name": "restarts"},
         headers={"authorization": "Bearer admin-secret"},
     ).json()["key"]
     client = openai.OpenAI(base_url=f"{crashable.base_url}/v1", api_key=key, max_retries=0)
@@ -158,6 +154,16 @@ def test_kill_9_mid_batch_loses_and_repeats_nothing(
         endpoint="/v1/chat/completions",
         completion_window="24h",
     )
+    return key, client, tag, batch
+
+
+@pytest.mark.slow
+def test_kill_9_mid_batch_loses_and_repeats_nothing(
+    crashable: GatewayProcess, fake_upstream, database_url: str
+):
+    fake, _ = fake_upstream
+    crashable.start()
+    key, client, tag, batch = _start_big_batch(crashable)
 
     def well_under_way(b) -> bool:
         return b.request_counts is not None and b.request_counts.completed >= LINES // 4
@@ -237,19 +243,7 @@ def test_sigterm_mid_batch_finishes_the_calls_in_flight(
 ):
     fake, _ = fake_upstream
     crashable.start()
-    key = httpx.post(
-        f"{crashable.base_url}/admin/keys",
-        json={"name": "stop"},
-        headers={"authorization": "Bearer admin-secret"},
-    ).json()["key"]
-    client = openai.OpenAI(base_url=f"{crashable.base_url}/v1", api_key=key, max_retries=0)
-    tag = unique()
-    lines = [chat_line(f"line-{i}", model="fake-slow", prompt=f"{tag}:{i}") for i in range(LINES)]
-    batch = client.batches.create(
-        input_file_id=upload(client, jsonl(lines)),
-        endpoint="/v1/chat/completions",
-        completion_window="24h",
-    )
+    key, client, tag, batch = _start_big_batch(crashable)
     _wait_for(
         client,
         batch.id,

@@ -92,6 +92,17 @@ def _batch_from_row(row: Row[Any], counts: RequestCounts | None = None) -> Batch
     )
 
 
+def _final_counts(counts: RequestCounts) -> dict[str, int]:
+    """The columns an ended batch keeps its counts in."""
+    return {
+        "total": counts.total,
+        "succeeded": counts.succeeded,
+        "failed": counts.failed,
+        "cancelled": counts.cancelled,
+        "expired": counts.expired,
+    }
+
+
 def _file_from_row(row: Row[Any]) -> StoredFile:
     return StoredFile(
         id=row.id,
@@ -532,11 +543,7 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
                 status,
                 {
                     **values,
-                    "total": counts.total,
-                    "succeeded": counts.succeeded,
-                    "failed": counts.failed,
-                    "cancelled": counts.cancelled,
-                    "expired": counts.expired,
+                    **_final_counts(counts),
                     "lease_owner": None,
                     "lease_expires_at": None,
                 },
@@ -570,11 +577,7 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
                 status,
                 {
                     **values,
-                    "total": counts.total,
-                    "succeeded": counts.succeeded,
-                    "failed": counts.failed,
-                    "cancelled": counts.cancelled,
-                    "expired": counts.expired,
+                    **_final_counts(counts),
                     "input_tokens": usage.input_tokens,
                     "cached_tokens": usage.cached_tokens,
                     "output_tokens": usage.output_tokens,
