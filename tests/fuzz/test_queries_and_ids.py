@@ -155,7 +155,9 @@ def test_id_routes_answer_any_id(
     note(f"{method} {path}")
     response = http.request(method, path, headers=client(fuzz_gw, path, fuzz_key))
     assert_answer(response, template.format("x"))
-    assert response.status_code >= 400  # nothing of that id exists
+    # nothing of that id exists: an error, or (an id of "/" makes a trailing slash) the
+    # router's redirect to the path without it
+    assert response.status_code >= 400 or response.status_code in (307, 308), response.text
 
 
 HEADER_TEXT = st.text(
