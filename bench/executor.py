@@ -21,10 +21,11 @@ Every arm gets a warm-up first (a few requests, or a small batch drained) so con
 open and lazy imports done. Each arm runs in a fresh uvloop event loop; the arm order is
 reversed in every other round. Wall time and the process's CPU time (all threads, so the
 SQLite driver thread counts) are measured around the timed part only; the upstream's CPU is
-read from ``/proc``. The gateway's phases are timed by wrapping the worker's
-``validate_batch`` and ``finalize_batch`` (attributes of ``batchway.worker.runner``) in this
-process; the execution phase is the time between them. A run only counts when every line
-succeeded (the batch ended ``completed`` with N succeeded lines and an N-line output file).
+read from ``/proc``. The gateway's phases are timed by wrapping the batch engine's
+``validate`` and ``finalize`` (``batchway.core.engine.BatchEngine``; the worker's
+``validate_batch`` and ``finalize_batch`` at commits before the engine) in this process;
+the execution phase is the time between them. A run only counts when every line succeeded
+(the batch ended ``completed`` with N succeeded lines and an N-line output file).
 
 ``--profile`` also runs the gateway arm once under cProfile (main thread only; the stats go to
 ``bench/results/executor-<database>.prof``). For a sampling profile of every thread, run the
@@ -277,8 +278,16 @@ class PhaseClock:
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         """Wrap the worker's phase functions for the duration (a no-op if they moved)."""
-        validate = getattr(runner_module, "validate_batch", None)
-        finalize = getattr(runner_module, "finalize_batch", None)
+        target: Any = runner_module
+        names = ("validate_batch", "finalize_batch")
+        try:  # the batch engine, where the phases live since they moved out of the worker
+            from batchway.core.engine import BatchEngine
+        except ImportError:
+            pass
+        else:
+            target, names = BatchEngine, ("validate", "finalize")
+        validate = getattr(target, names[0], None)
+        finalize = getattr(target, names[1], None)
         if validate is None or finalize is None:
             yield
             return
@@ -292,13 +301,13 @@ class PhaseClock:
                 self.phases.finalizing = self.mark()
             await finalize(*args, **kwargs)
 
-        setattr(runner_module, "validate_batch", timed_validate)  # noqa: B010
-        setattr(runner_module, "finalize_batch", timed_finalize)  # noqa: B010
+        setattr(target, names[0], timed_validate)
+        setattr(target, names[1], timed_finalize)
         try:
             yield
         finally:
-            setattr(runner_module, "validate_batch", validate)  # noqa: B010
-            setattr(runner_module, "finalize_batch", finalize)  # noqa: B010
+            setattr(target, names[0], validate)
+            setattr(target, names[1], finalize)
 
 
 @dataclass

@@ -36,7 +36,8 @@ import openai
 from batchway.config import Config
 from batchway.core.states import BatchStatus
 from batchway.gateway import open_gateway
-from batchway.testing import FakeUpstream, serve_in_thread
+from batchway.server import serve_in_thread
+from batchway.testing import FakeUpstream
 
 MODEL = "fake-ok"
 

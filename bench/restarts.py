@@ -34,7 +34,8 @@ import httpx
 import openai
 import yaml
 
-from batchway.testing import FakeUpstream, serve_in_thread
+from batchway.server import serve_in_thread
+from batchway.testing import FakeUpstream
 
 _POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 

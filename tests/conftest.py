@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,13 +25,16 @@ import pytest
 from batchway.api.app import create_app
 from batchway.config import Config
 from batchway.gateway import Gateway
-from batchway.testing import FakeUpstream, ServerHandle, serve_in_thread
+from batchway.server import ServerHandle, serve_in_thread
+from batchway.testing import FakeUpstream
 
 T = TypeVar("T")
 
 REDIS_URL = os.environ.get("BATCHWAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("BATCHWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
+# the implementations of the store ports the contract tests (tests/contract) run on
+STORE_BACKENDS = ["sqlite", "postgres", "memory"]
 FAKE_MODELS = [
     "fake-ok",
     "fake-slow",
@@ -140,22 +144,48 @@ def postgres_template(postgres_available: bool) -> Iterator[str | None]:
         asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_template: str | None
-) -> Iterator[str]:
-    """A fresh database for one test, on each backend (PostgreSQL's comes migrated)."""
-    if request.param == "sqlite":
+@contextmanager
+def _fresh_database(tmp_path: Path, postgres_template: str | None) -> Iterator[str]:
+    """A new SQLite file in ``tmp_path``, or (given the template) a migrated PostgreSQL
+    database, dropped afterwards."""
+    if postgres_template is None:
         yield f"sqlite:///{tmp_path}/batchway.db"
         return
-    if postgres_template is None:
-        pytest.skip("PostgreSQL is not reachable")
     name = f"bw_test_{secrets.token_hex(6)}"
     asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
     try:
         yield _postgres_database(name)
     finally:
         asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_template: str | None
+) -> Iterator[str]:
+    """A fresh database for one test, on each backend (PostgreSQL's comes migrated)."""
+    if request.param == "postgresql" and postgres_template is None:
+        pytest.skip("PostgreSQL is not reachable")
+    template = postgres_template if request.param == "postgresql" else None
+    with _fresh_database(tmp_path, template) as url:
+        yield url
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """What a contract test's stores run on: a fresh SQLite or PostgreSQL database (its
+    URL), or None for the in-memory fakes, which then touch no server, file or socket
+    (PostgreSQL is only probed for its own cases)."""
+    if request.param == "memory":
+        yield None
+        return
+    template = None
+    if request.param == "postgres":
+        template = request.getfixturevalue("postgres_template")
+        if template is None:
+            pytest.skip("PostgreSQL is not reachable")
+    with _fresh_database(request.getfixturevalue("tmp_path"), template) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

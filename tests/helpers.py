@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import openai
 
-from batchway.api.openai.models import OpenAIBatchOutputLine
+from batchway.dialects.openai.wire import OpenAIBatchOutputLine
 
 if TYPE_CHECKING:
     from tests.conftest import RunningGateway

@@ -2,26 +2,46 @@
 
 ``${VAR}`` and ``${VAR:-default}`` in any string value are taken from the environment.
 Unknown keys are a startup error, so that a typo never silently falls back to a default.
+
+A provider's ``kind`` is checked against the kinds ``load_config`` is given
+(``batchway.providers.registry.KINDS``): this module is imported by every layer, so it must not
+import the providers, which import it. Each kind also checks its entries (a base_url it
+needs). A config built with ``Config.model_validate`` alone is not checked for kinds; the
+registry checks each entry again as it builds the providers.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from batchway.errors import ConfigError
 
 __all__ = [
+    "AzureDialectConfig",
     "BatchLimits",
     "Config",
+    "ConsoleConfig",
     "FileExpiryConfig",
+    "KindCheck",
     "LogConfig",
     "ModelRoute",
+    "NATIVE_BATCH_DISCOUNT",
     "PriceConfig",
     "ProviderConfig",
     "RateLimitConfig",
@@ -30,20 +50,41 @@ __all__ = [
     "load_config",
 ]
 
-ProviderKind = Literal["openai-compatible", "openai", "azure", "anthropic", "simulated"]
 BatchMode = Literal["native", "execute", "auto"]
 
+# Azure's rule for a deployment name: letters, digits, '-', '_' and '.', at most 64
+_DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_KINDS = "provider_kinds"  # the validation context's key for the kinds a config may name
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class KindCheck(Protocol):
+    """What loading a config needs of a provider kind (``batchway.providers.kind``)."""
+
+    def check(self, config: ProviderConfig) -> ProviderConfig:
+        """The entry as the kind's provider takes it; ValueError says what it lacks."""
+        ...
+
+
+def _kinds(info: ValidationInfo) -> Mapping[str, KindCheck] | None:
+    kinds: Mapping[str, KindCheck] | None = (info.context or {}).get(_KINDS)
+    return kinds
+
+
+def _one_of(names: list[str]) -> str:
+    """``'a', 'b' or 'c'``, as pydantic words the values a field allows."""
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
 class ProviderConfig(_Frozen):
     """One upstream provider."""
 
-    kind: ProviderKind
+    kind: str  # one of the kinds load_config is given
     base_url: str | None = None
     api_key: str | None = None
     max_concurrency: int = Field(default=64, ge=1, le=10_000)
@@ -70,8 +111,8 @@ class ProviderConfig(_Frozen):
     batch_poll_seconds: float = Field(default=30.0, gt=0)  # first poll of an upstream batch …
     batch_poll_max_seconds: float = Field(default=300.0, gt=0)  # … backing off to this
     batch_max_lines: int | None = Field(default=None, ge=1)  # default: the provider's limit
-    # azure only: the resource name (or give its endpoint as base_url), and the REST API
-    # version of the classic (dated) API
+    # azure only: the resource name (its endpoint is the base_url when none is given), and
+    # the REST API version of the classic (dated) API
     resource: str | None = None
     api_version: str = "2024-10-21"
     # anthropic only: the API version header, and max_tokens for chat requests without one
@@ -82,21 +123,20 @@ class ProviderConfig(_Frozen):
     # simulated only: how long a fake answer takes
     latency_ms: float = Field(default=20.0, ge=0)
 
-    @model_validator(mode="before")
+    @field_validator("kind", mode="before")
     @classmethod
-    def _azure_resource(cls, data: Any) -> Any:
-        """An Azure ``resource`` name stands for its endpoint."""
-        if isinstance(data, dict) and data.get("resource") and not data.get("base_url"):
-            return {**data, "base_url": f"https://{data['resource']}.openai.azure.com"}
-        return data
+    def _known_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        kinds = _kinds(info)
+        if kinds is not None and not (isinstance(value, str) and value in kinds):
+            raise PydanticCustomError(
+                "literal_error", "Input should be {expected}", {"expected": _one_of(list(kinds))}
+            )
+        return value
 
     @model_validator(mode="after")
-    def _check_kind(self) -> ProviderConfig:
-        if self.kind == "azure" and self.resource and not self.base_url:
-            return self.model_copy(update={"base_url": f"https://{self.resource}.openai.azure.com"})
-        if self.kind in ("openai-compatible", "azure") and not self.base_url:
-            raise ValueError(f"an {self.kind} provider needs a base_url")
-        return self
+    def _check_kind(self, info: ValidationInfo) -> ProviderConfig:
+        kinds = _kinds(info)
+        return kinds[self.kind].check(self) if kinds is not None else self
 
     @property
     def sends_api_key(self) -> bool:
@@ -184,17 +224,31 @@ class RateLimitConfig(_Frozen):
     prefix: str = "batchway"
 
 
+NATIVE_BATCH_DISCOUNT = 0.5  # what OpenAI's, Azure's and Anthropic's batch APIs take off
+
+
 class PriceConfig(_Frozen):
-    """A model's price in USD per million tokens. The batch price applies where the provider
-    really discounts (its native batch API): ``batch_input``/``batch_output`` if given, else
-    the normal price less ``batch_discount``."""
+    """A model's price in USD per million tokens, and its batch price.
+
+    Configured (``batch_discount``, or ``batch_input``/``batch_output``), the batch price
+    applies to every batch line of the model however it runs, natively or executed by the
+    gateway. Not configured, lines that ran through a provider's native batch API get the
+    provider's discount (``NATIVE_BATCH_DISCOUNT``) and lines the gateway executed none."""
 
     input: float = Field(ge=0)
     output: float = Field(default=0.0, ge=0)
     cached_input: float | None = Field(default=None, ge=0)  # default: the input price
-    batch_discount: float = Field(default=0.5, ge=0, le=1)
+    batch_discount: float | None = Field(default=None, ge=0, le=1)
     batch_input: float | None = Field(default=None, ge=0)
     batch_output: float | None = Field(default=None, ge=0)
+
+    @property
+    def own_batch_price(self) -> bool:
+        """Whether the config sets this model's batch price (it then applies to every
+        batch line, native or executed)."""
+        return any(
+            v is not None for v in (self.batch_discount, self.batch_input, self.batch_output)
+        )
 
 
 class LogConfig(_Frozen):
@@ -203,6 +257,38 @@ class LogConfig(_Frozen):
     record_bodies: bool = False  # keep request and response bodies (prompts!) in the logs
     retention_days: float | None = Field(default=30.0, gt=0)  # None: keep forever
     flush_interval_seconds: float = Field(default=0.25, gt=0)
+
+
+class ConsoleConfig(_Frozen):
+    """The web console at ``/console``."""
+
+    enabled: bool = True
+    # signs session cookies; shared by every replica behind one address. None: derived from
+    # the admin key when there is one (sessions then end when it changes), else random per
+    # process (sessions end on restart)
+    session_secret: str | None = Field(default=None, min_length=16)
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    page_size: int = Field(default=50, ge=10, le=200)  # rows per page of a listing
+    refresh_seconds: float = Field(default=2.0, ge=0.5)  # a running batch's page updates
+
+
+class AzureDialectConfig(_Frozen):
+    """The Azure OpenAI dialect the gateway serves to its clients (``/openai/…``); the
+    upstream kind ``azure`` is configured under ``providers``."""
+
+    # deployment name → public model name; a name not listed is the deployment of the public
+    # model of that name
+    deployments: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("deployments")
+    @classmethod
+    def _deployment_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _DEPLOYMENT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"deployment name {name!r} must be 1 to 64 letters, digits, '-', '_' or '.'"
+                )
+        return value
 
 
 class Config(_Frozen):
@@ -221,6 +307,8 @@ class Config(_Frozen):
     logs: LogConfig = Field(default_factory=LogConfig)
     file_expiry: FileExpiryConfig = Field(default_factory=FileExpiryConfig)
     metrics: bool = True  # Prometheus metrics at /metrics
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    azure: AzureDialectConfig = Field(default_factory=AzureDialectConfig)
 
     @field_validator("admin_key")
     @classmethod
@@ -235,6 +323,14 @@ class Config(_Frozen):
                     raise ValueError(
                         f"model {name!r} routes to unknown provider {route.provider!r}"
                     )
+        for deployment, model in self.azure.deployments.items():
+            if model not in self.models:
+                raise ValueError(f"azure deployment {deployment!r} names unknown model {model!r}")
+            # a public model's own name always names it, in every dialect
+            if deployment in self.models and deployment != model:
+                raise ValueError(
+                    f"azure deployment {deployment!r} is the name of another public model"
+                )
         return self
 
     def routes(self, public_model: str) -> list[ModelRoute]:
@@ -283,9 +379,9 @@ def _expand_tree(data: Any) -> Any:
     return data
 
 
-def _validate(data: Any, source: str) -> Config:
+def _validate(data: Any, source: str, kinds: Mapping[str, KindCheck] | None = None) -> Config:
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={_KINDS: kinds})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
@@ -294,8 +390,9 @@ def _validate(data: Any, source: str) -> Config:
         raise ConfigError(f"invalid config {source}: {problems}") from exc
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file, expanding ``${VAR}`` references."""
+def load_config(path: str | Path, *, kinds: Mapping[str, KindCheck]) -> Config:
+    """Read and validate a YAML config file, expanding ``${VAR}`` references; each provider's
+    ``kind`` must be one of ``kinds`` (``batchway.providers.registry.KINDS``), which checks it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -307,7 +404,26 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping at the top level")
-    return _validate(_expand_tree(data), str(path))
+    return _validate(_relative_to(path.parent, _expand_tree(data)), str(path), kinds)
+
+
+_SQLITE = "sqlite:///"
+
+
+def _relative_to(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The config with its relative paths (a SQLite file, the files folder; the defaults
+    too) taken from the config file's folder, not from wherever the command runs."""
+    fields = Config.model_fields
+    database = data.get("database", fields["database"].default)
+    files = data.get("files", fields["files"].default)
+    resolved = dict(data)
+    if isinstance(database, str) and database.startswith(_SQLITE):
+        local = database[len(_SQLITE) :]
+        if local and not local.startswith((":memory:", "/", "file:")):
+            resolved["database"] = _SQLITE + str((folder / local).resolve())
+    if isinstance(files, str) and "://" not in files and not Path(files).is_absolute():
+        resolved["files"] = str((folder / files).resolve())
+    return resolved
 
 
 def default_config() -> Config:

@@ -23,7 +23,12 @@ and whether a caller may retry. A class raised without a message uses its docstr
     │   └── UpstreamRejected         4xx  final
     │       └── UntranslatableRequest 400 a field has no equivalent in the provider's API
     ├── ConfigError                  500  bad configuration file (a startup error)
-    └── StoreError                   500
+    ├── StoreError                   500
+    └── ClientError                  500  the client commands (`batchway batches`) talking to a
+        │                                 remote gateway: shown as one line, never rendered
+        ├── UsageError               400  bad arguments, or a local file that cannot be used
+        ├── GatewayUnreachable       503  retryable: no answer (bad host, refused, timed out)
+        └── GatewayRefused           any  the gateway answered an error status (its own)
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ from __future__ import annotations
 __all__ = [
     "AuthError",
     "BudgetExceeded",
+    "ClientError",
     "ConfigError",
     "GatewayError",
+    "GatewayRefused",
+    "GatewayUnreachable",
     "InvalidRequest",
     "InvalidTransition",
     "NotFound",
@@ -50,6 +58,7 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "UntranslatableRequest",
+    "UsageError",
 ]
 
 
@@ -248,3 +257,35 @@ class UntranslatableRequest(UpstreamRejected):
     def __init__(self, message: str | None = None, *, param: str | None = None) -> None:
         super().__init__(message, status=400)
         self.param = param
+
+
+class ClientError(GatewayError):
+    """A client command could not be carried out against the remote gateway.
+
+    Raised on the client's side of ``batchway batches`` (which drives a gateway over HTTP)
+    and printed by the CLI as one line; the API never renders these.
+    """
+
+
+class UsageError(ClientError):
+    """The command was given something it cannot use."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class GatewayUnreachable(ClientError):
+    """The gateway could not be reached."""
+
+    status_code = 503
+    error_type = "api_error"
+    retryable = True
+
+
+class GatewayRefused(ClientError):
+    """The gateway answered the call with an error; ``status_code`` is the status it sent."""
+
+    def __init__(self, message: str | None = None, *, status: int) -> None:
+        super().__init__(message)
+        self.status_code = status
+        self.retryable = status == 429 or status >= 500

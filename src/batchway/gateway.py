@@ -17,18 +17,21 @@ from batchway.core.call_pricing import CallPricing
 from batchway.core.files import FileService
 from batchway.core.housekeeping import Housekeeping
 from batchway.core.keys import KeyService
+from batchway.core.overview import Overview
+from batchway.core.ports import BlobStore, RateLimiter
 from batchway.core.pricing import PriceTable
+from batchway.core.proxy import SyncProxy
 from batchway.core.quotas import Quotas
-from batchway.core.ratelimit import RateLimiter
 from batchway.core.routing import Router
 from batchway.core.tokens import text_counter
 from batchway.metrics import Metrics
-from batchway.providers.registry import ProviderRegistry
-from batchway.store.blobs import BlobStore, open_blob_store
+from batchway.providers.registry import ProviderRegistry, simulated_providers
+from batchway.store.blobs import open_blob_store
 from batchway.store.logs import SqlRequestLogs
 from batchway.store.migrate import migrate
 from batchway.store.ratelimits import open_rate_limiter
 from batchway.store.sql import SqlStore, create_engine
+from batchway.store.upstream import SqlUpstreamBatches
 from batchway.worker.runner import Worker
 
 __all__ = ["Gateway", "open_gateway"]
@@ -54,6 +57,8 @@ class Gateway:
     quotas: Quotas
     limiter: RateLimiter
     metrics: Metrics
+    proxy: SyncProxy
+    overview: Overview
 
 
 @asynccontextmanager
@@ -64,12 +69,13 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
     store = SqlStore(engine)
     blobs = open_blob_store(config.files)
     providers = ProviderRegistry(config)
-    router = Router(config)
+    # Azure deployment names may stand for public models in batch lines too
+    router = Router(config, aliases=config.azure.deployments)
     keys = KeyService(store, config.admin_key)
     logs = SqlRequestLogs(store)
     metrics = Metrics()
     budgets = Budgets(logs)
-    pricing = CallPricing(PriceTable(config.prices), router, config)
+    pricing = CallPricing(PriceTable(config.prices), router, simulated_providers(config))
     accounting = Accounting(
         pricing=pricing,
         budgets=budgets,
@@ -82,6 +88,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
     worker = Worker(
         config=config,
         store=store,
+        upstream=SqlUpstreamBatches(store),
         blobs=blobs,
         providers=providers,
         router=router,
@@ -121,6 +128,21 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
             quotas=quotas,
             limiter=limiter,
             metrics=metrics,
+            proxy=SyncProxy(
+                router=router,
+                providers=providers,
+                quotas=quotas,
+                accounting=accounting,
+                metrics=metrics,
+            ),
+            overview=Overview(
+                batches=batches,
+                batch_store=store,
+                lines=store,
+                keys=store,
+                logs=logs,
+                pricing=pricing,
+            ),
         )
     finally:
         for task in (log_writer, file_sweeper):

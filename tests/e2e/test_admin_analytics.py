@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from batchway.cli.analytics import logs_command, parse_since, usage_command
 from batchway.config import Config
-from batchway.core.models import RequestLog, Usage
+from batchway.core.models import ApiKey, RequestLog, Usage
 from batchway.store.logs import SqlRequestLogs
 from batchway.store.migrate import migrate
 from batchway.store.sql import SqlStore, create_engine
@@ -338,6 +338,9 @@ def cli_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         try:
             await migrate(store.engine)
             await SqlRequestLogs(store).insert(ROWS)
+            await store.create_key(
+                ApiKey(id="key_a", name="team-a", key_hash="a" * 64, created_at=T0 // 1000)
+            )
         finally:
             await store.close()
 
@@ -359,7 +362,8 @@ def test_the_usage_command(cli_config: Path) -> None:
 
     day = datetime.fromtimestamp(T0 / 1000, UTC).strftime("%Y-%m-%d")
     assert re.search(
-        rf"{day} 00:00:00 .*key_a .*interactive .* 1 .* 10 .* 2 .* 5 .*0\.500000", output
+        rf"{day} 00:00:00 .*team-a \(key_a\) .*interactive .* 1 .* 10 .* 2 .* 5 .*0\.500000",
+        output,
     )
     assert re.search(rf"{day} 00:00:00 .*key_b .*interactive", output)
     assert re.search(r"batch +│ +2 +│ +20 +│ +4 +│ +10 +│ +0\.250000 +│ +1", output)

@@ -10,7 +10,8 @@ import anthropic
 import httpx
 import pytest
 
-from batchway.testing import FakeAnthropicAPI, ServerHandle, serve_in_thread
+from batchway.server import ServerHandle, serve_in_thread
+from batchway.testing import FakeAnthropicAPI
 from tests.conftest import RunningGateway
 from tests.helpers import chat_line, jsonl, read_results, unique, upload
 

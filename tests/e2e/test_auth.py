@@ -29,6 +29,7 @@ KEY_FIELDS = {
     "rpm",
     "tpm",
     "tph",
+    "rph",
     "budget_usd",
     "budget_period",
     "max_storage_bytes",
@@ -211,6 +212,7 @@ ADMIN_CALLS = [
     ("POST", "/admin/keys", {"json": {"name": "sneaky"}}),
     ("GET", "/admin/keys", {}),
     ("DELETE", "/admin/keys/key_0000000000000000", {}),
+    ("PATCH", "/admin/keys/key_0000000000000000", {"json": {"rpm": 1}}),
 ]
 
 
@@ -392,3 +394,69 @@ def test_keys_create_cli_prints_a_key_that_authenticates(
     [entry] = listed_keys(gw)
     assert entry["name"] == "cli"
     assert entry["id"] in result.stdout
+
+
+# -- updating keys -------------------------------------------------------------------------
+
+
+def _key_id(gw: RunningGateway, name: str) -> str:
+    (found,) = [k for k in listed_keys(gw) if k["name"] == name]
+    return str(found["id"])
+
+
+def test_patch_changes_only_what_is_sent_and_null_clears(gw: RunningGateway):
+    gw.create_key(name="team-a", rpm=5, tpm=1000, budget_usd=10)
+    key_id = _key_id(gw, "team-a")
+
+    response = httpx.patch(
+        f"{gw.base_url}/admin/keys/{key_id}",
+        json={"rph": 100, "tpm": None, "name": "team-b", "budget_period": "month"},
+        headers=ADMIN,
+    )
+
+    assert response.status_code == 200, response.text
+    key = response.json()
+    assert (key["name"], key["rpm"], key["rph"], key["tpm"]) == ("team-b", 5, 100, None)
+    assert (key["budget_usd"], key["budget_period"]) == (10, "month")
+    assert "key" not in key and "key_hash" not in key
+    assert [k for k in listed_keys(gw) if k["id"] == key_id] == [key]
+
+
+def test_a_patched_limit_holds_at_once(gw: RunningGateway):
+    secret = gw.create_key(name="limited")
+    client = gw.client(secret)
+    client.models.list()
+    client.chat.completions.create(model="fake-ok", messages=[{"role": "user", "content": "a"}])
+    response = httpx.patch(
+        f"{gw.base_url}/admin/keys/{_key_id(gw, 'limited')}", json={"rpm": 1}, headers=ADMIN
+    )
+    assert response.status_code == 200
+    client.chat.completions.create(model="fake-ok", messages=[{"role": "user", "content": "b"}])
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="fake-ok", messages=[{"role": "user", "content": "c"}])
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"rpm": 0}, "rpm"),
+        ({"rph": -1}, "rph"),
+        ({"name": ""}, "name"),
+        ({"name": None}, "name"),
+        ({"key_hash": "0" * 64}, "key_hash"),
+        ({"revoked": False}, "revoked"),
+        ({"budget_period": "week"}, "budget_period"),
+    ],
+)
+def test_patch_rejects_a_bad_body_and_changes_nothing(gw: RunningGateway, body, param):
+    gw.create_key(name="steady", rpm=5)
+    key_id = _key_id(gw, "steady")
+    before = listed_keys(gw)
+    response = httpx.patch(f"{gw.base_url}/admin/keys/{key_id}", json=body, headers=ADMIN)
+    assert_error(response, 400, param=param, match=param)
+    assert listed_keys(gw) == before
+
+
+def test_patch_of_an_unknown_key_is_404(gw: RunningGateway):
+    response = httpx.patch(f"{gw.base_url}/admin/keys/key_nope", json={"rpm": 1}, headers=ADMIN)
+    assert_error(response, 404, match="key_nope")

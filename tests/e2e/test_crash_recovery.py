@@ -38,7 +38,7 @@ def _free_port() -> int:
 class GatewayProcess:
     """``batchway serve`` in a child process, as an operator would run it."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path, *options: str) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._command = [
@@ -50,6 +50,7 @@ class GatewayProcess:
             str(config_path),
             "--port",
             str(self.port),
+            *options,
         ]
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None

@@ -285,3 +285,49 @@ def test_an_unreachable_redis_lets_traffic_through(make_gateway):
     _chat(client)
     _chat(client)  # the limiter cannot count: serving beats refusing everything
     assert len(gw.fake.requests) == 2
+
+
+def test_key_over_its_requests_per_hour_gets_429(make_gateway):
+    gw: RunningGateway = make_gateway()
+    client = gw.client(gw.create_key(rph=2))
+    for remaining in ("1", "0"):
+        raw = _chat(client)
+        assert raw.headers["x-ratelimit-limit-requests-hour"] == "2"
+        assert raw.headers["x-ratelimit-remaining-requests-hour"] == remaining
+    with pytest.raises(openai.RateLimitError) as caught:
+        _chat(client)
+    assert 60 <= int(caught.value.response.headers["retry-after"]) <= 3660  # an hour, to the bucket
+    assert len(gw.fake.requests) == 2
+
+
+def test_a_configured_batch_discount_applies_to_executed_lines(make_gateway):
+    prices = {
+        "fake-ok": {"input": 2.0, "output": 4.0, "batch_discount": 0.25},  # configured
+        "team-model": {"input": 2.0, "output": 4.0},  # not: executed lines pay in full
+    }
+    gw: RunningGateway = make_gateway(prices=prices)
+    client = gw.client()
+    lines = [chat_line("discounted", model="fake-ok"), chat_line("full", model="team-model")]
+    batch = start_batch(client, lines)
+    gw.drain()
+    assert client.batches.retrieve(batch.id).status == "completed"
+    rows = httpx.get(f"{gw.base_url}/admin/logs", params={"batch": batch.id}, headers=ADMIN).json()[
+        "data"
+    ]
+    by_line = {row["custom_id"]: row for row in rows}
+
+    def list_price(row: dict) -> float:
+        return (row["input_tokens"] * 2.0 + row["output_tokens"] * 4.0) / 1_000_000
+
+    discounted, full = by_line["discounted"], by_line["full"]
+    assert discounted["cost_usd"] == pytest.approx(list_price(discounted) * 0.75)
+    assert full["cost_usd"] == pytest.approx(list_price(full))
+    assert full["cost_usd"] > 0
+    # an interactive call of the discounted model pays the normal price
+    raw = _chat(client, model="fake-ok")
+    gw.run(gw.gateway.accounting.flush())
+    (call,) = httpx.get(
+        f"{gw.base_url}/admin/logs", params={"kind": "interactive"}, headers=ADMIN
+    ).json()["data"]
+    assert raw.http_response.status_code == 200
+    assert call["cost_usd"] == pytest.approx(list_price(call))

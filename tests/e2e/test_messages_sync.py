@@ -97,3 +97,52 @@ def test_errors(agw: RunningGateway):  # noqa: F811
         anthropic.Anthropic(base_url=agw.base_url, api_key="nope", max_retries=0).messages.create(
             model="fake-ok", max_tokens=10, messages=[{"role": "user", "content": "x"}]
         )
+
+
+@pytest.fixture
+def fallback_gw(make_gateway) -> RunningGateway:
+    # the first route always fails (5xx): the second must answer, as on the OpenAI routes
+    gateway: RunningGateway = make_gateway(
+        models={
+            "fallback": [
+                {"provider": "fake", "model": "fake-500", "weight": 1_000_000},
+                {"provider": "fake", "model": "fake-ok", "weight": 0.000001},
+            ],
+            "refused": [
+                {"provider": "fake", "model": "fake-400", "weight": 1_000_000},
+                {"provider": "fake", "model": "fake-ok", "weight": 0.000001},
+            ],
+        }
+    )
+    return gateway
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_retryable_failure_moves_to_the_next_route(fallback_gw: RunningGateway, stream: bool):
+    client = anthropic_client(fallback_gw)
+    prompt = f"fall back {unique()}"
+    request = {
+        "model": "fallback",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": prompt}],
+    }
+    if stream:
+        with client.messages.stream(**request) as events:  # type: ignore[arg-type]
+            text = "".join(events.text_stream)
+    else:
+        message = client.messages.create(**request)  # type: ignore[arg-type]
+        assert message.content[0].type == "text"
+        text = message.content[0].text
+    assert text == f"echo: {prompt}"
+    assert fallback_gw.fake.count(model="fake-500") == 1
+    assert fallback_gw.fake.count(model="fake-ok") == 1
+
+
+def test_a_final_refusal_is_not_retried_on_another_route(fallback_gw: RunningGateway):
+    client = anthropic_client(fallback_gw)
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(
+            model="refused", max_tokens=50, messages=[{"role": "user", "content": "no"}]
+        )
+    assert fallback_gw.fake.count(model="fake-400") == 1
+    assert fallback_gw.fake.count(model="fake-ok") == 0

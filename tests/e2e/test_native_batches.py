@@ -11,14 +11,9 @@ import anthropic
 import pytest
 from sqlalchemy import select, update
 
+from batchway.server import ServerHandle, serve_in_thread
 from batchway.store.tables import upstream_batches
-from batchway.testing import (
-    FakeAnthropicAPI,
-    FakeAzureBatchAPI,
-    FakeOpenAIBatchAPI,
-    ServerHandle,
-    serve_in_thread,
-)
+from batchway.testing import FakeAnthropicAPI, FakeAzureBatchAPI, FakeOpenAIBatchAPI
 from tests.conftest import RunningGateway
 from tests.helpers import chat_line, jsonl, read_results, unique, upload
 

@@ -12,7 +12,8 @@ import openai
 import pytest
 import yaml
 
-from batchway.testing import FakeOpenAIBatchAPI, serve_in_thread
+from batchway.server import serve_in_thread
+from batchway.testing import FakeOpenAIBatchAPI
 from tests.conftest import gateway_config
 from tests.e2e.test_crash_recovery import GatewayProcess, _wait_for
 from tests.helpers import chat_line, jsonl, read_results, unique, upload

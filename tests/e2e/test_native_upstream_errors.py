@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from batchway.testing import FakeAnthropicAPI, FakeOpenAIBatchAPI, ServerHandle, serve_in_thread
+from batchway.server import ServerHandle, serve_in_thread
+from batchway.testing import FakeAnthropicAPI, FakeOpenAIBatchAPI
 from tests.conftest import RunningGateway
 from tests.helpers import chat_line, read_results, start_batch, unique
 

@@ -113,7 +113,7 @@ def gives_up_fast(make_gateway) -> RunningGateway:
 
 def _block_result_files(gw: RunningGateway, batch_id: str) -> None:
     """A folder where the batch's output file must go: every finalization fails."""
-    from batchway.core.results import result_file_id
+    from batchway.core.ids import result_file_id
 
     root = gw.gateway.blobs.root  # type: ignore[attr-defined]
     for kind in ("output", "error"):

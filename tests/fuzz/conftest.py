@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, settings
 
 from batchway.api.app import create_app
 from batchway.config import Config
-from batchway.testing import FakeUpstream, ServerHandle, serve_in_thread
+from batchway.server import ServerHandle, serve_in_thread
+from batchway.testing import FakeUpstream
 from tests.conftest import (
     BACKENDS,
     RunningGateway,

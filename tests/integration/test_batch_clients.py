@@ -20,13 +20,8 @@ from batchway.providers._batch_clients import (
     _batch,
 )
 from batchway.providers._http import HttpUpstream
-from batchway.testing import (
-    FakeAnthropicAPI,
-    FakeAzureBatchAPI,
-    FakeOpenAIBatchAPI,
-    ServerHandle,
-    serve_in_thread,
-)
+from batchway.server import ServerHandle, serve_in_thread
+from batchway.testing import FakeAnthropicAPI, FakeAzureBatchAPI, FakeOpenAIBatchAPI
 
 OPENAI_KEY = "sk-test-openai"
 AZURE_KEY = "azure-test-key"

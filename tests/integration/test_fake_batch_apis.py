@@ -22,13 +22,8 @@ from anthropic.types.messages import (
 from openai.types import Batch
 
 import batchway.testing
-from batchway.testing import (
-    FakeAnthropicAPI,
-    FakeAzureBatchAPI,
-    FakeOpenAIBatchAPI,
-    ServerHandle,
-    serve_in_thread,
-)
+from batchway.server import ServerHandle, serve_in_thread
+from batchway.testing import FakeAnthropicAPI, FakeAzureBatchAPI, FakeOpenAIBatchAPI
 
 OPENAI_KEY = "sk-test-openai"
 AZURE_KEY = "azure-test-key"

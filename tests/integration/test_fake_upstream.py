@@ -18,9 +18,9 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
 import batchway.testing
-from batchway.testing import FakeUpstream, ServerHandle, serve_in_thread
+from batchway.server import Message, Receive, Scope, Send, ServerHandle, serve_in_thread
+from batchway.testing import FakeUpstream
 from batchway.testing.fake_upstream import FAKE_MODELS
-from batchway.testing.server import Message, Receive, Scope, Send
 
 
 @pytest.fixture(scope="module")
@@ -850,9 +850,12 @@ def test_exports() -> None:
         "FakeAzureBatchAPI",
         "FakeOpenAIBatchAPI",
         "FakeUpstream",
+        "MemoryBlobStore",
+        "MemoryProvider",
+        "MemoryRequestLogs",
+        "MemoryStore",
+        "MemoryUpstreamBatches",
         "RecordedAPIRequest",
         "RecordedRequest",
-        "ServerHandle",
-        "serve_in_thread",
     }
     assert all(hasattr(batchway.testing, name) for name in batchway.testing.__all__)

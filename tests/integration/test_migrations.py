@@ -6,17 +6,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batchway.config import Config
 from batchway.store.migrate import alembic_config, migrate
 from batchway.store.sql import create_engine
-from batchway.store.tables import metadata
+from batchway.store.tables import batches, metadata
 
 
 @pytest.fixture
@@ -90,3 +91,62 @@ async def test_migrating_twice_is_a_no_op(engine: AsyncEngine) -> None:
     assert await _schema(engine) == schema
     assert await _revisions(engine) == ([head], head)
     assert set(schema) == {"alembic_version", *metadata.tables}
+
+
+async def test_batches_that_ended_before_0009_get_their_figures(engine: AsyncEngine) -> None:
+    """Migration 0009 keeps the figures of batches that had already ended (running ones
+    are added up live, as before)."""
+    await migrate(engine)
+
+    def to(revision: str) -> Any:
+        def step(connection: Connection) -> None:
+            config = alembic_config(connection)
+            if revision == "0008":
+                command.downgrade(config, revision)
+            else:
+                command.upgrade(config, revision)
+
+        return step
+
+    async with engine.connect() as conn:
+        await conn.run_sync(to("0008"))
+        counts = ", ".join(["0"] * 9)
+        for batch_id, status in (("b_done", "completed"), ("b_running", "in_progress")):
+            await conn.execute(
+                text(
+                    "INSERT INTO batches (id, owner, endpoint, input_file_id, completion_window,"
+                    " status, created_at, expires_at, total, succeeded, failed, cancelled,"
+                    " expired, input_tokens, cached_tokens, output_tokens, reasoning_tokens,"
+                    f" sort_key) VALUES ('{batch_id}', 'k', '/v1/chat/completions', 'f', '24h',"
+                    f" '{status}', 1, 2, {counts}, 1)"
+                )
+            )
+            for line, (model, provider, cost) in enumerate(
+                [("b-model", "p1", 0.25), ("a-model", "p2", 0.5), ("b-model", "p1", 0.25)], 1
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO batch_items (batch_id, line, custom_id, model, provider,"
+                        " body, state, attempts, not_before, input_tokens, cached_tokens,"
+                        " output_tokens, reasoning_tokens, cost_usd) VALUES"
+                        f" ('{batch_id}', {line}, 'c{line}', '{model}', '{provider}', :body,"
+                        f" 'succeeded', 1, 0, 0, 0, 0, 0, {cost})"
+                    ),
+                    {"body": b"{}"},
+                )
+        await conn.run_sync(to("head"))
+        rows = {
+            r.id: r
+            for r in await conn.execute(
+                select(batches.c.id, batches.c.cost_usd, batches.c.models, batches.c.providers)
+            )
+        }
+        await conn.commit()
+
+    done, running = rows["b_done"], rows["b_running"]
+    assert (done.cost_usd, done.models, done.providers) == (
+        1.0,
+        ["a-model", "b-model"],
+        ["p1", "p2"],
+    )
+    assert (running.cost_usd, running.models, running.providers) == (0.0, None, None)

@@ -9,6 +9,7 @@ from batchway.core.call_pricing import CallPricing
 from batchway.core.models import Usage
 from batchway.core.pricing import PriceTable
 from batchway.core.routing import Router
+from batchway.providers.registry import simulated_providers
 
 CONFIG = Config.model_validate(
     {
@@ -29,7 +30,7 @@ USAGE = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
 
 @pytest.fixture
 def pricing() -> CallPricing:
-    return CallPricing(PriceTable(CONFIG.prices), Router(CONFIG), CONFIG)
+    return CallPricing(PriceTable(CONFIG.prices), Router(CONFIG), simulated_providers(CONFIG))
 
 
 def test_the_public_name_is_priced_first(pricing: CallPricing):

@@ -17,15 +17,7 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import TypeAdapter
 
-from batchway.errors import UntranslatableRequest
-from batchway.providers._chat_messages import (
-    IGNORED_CHAT_FIELDS,
-    IGNORED_MESSAGES_FIELDS,
-    RAW_ARGUMENTS_KEY,
-    chat_to_messages_request,
-    messages_to_chat_request,
-)
-from batchway.providers._chat_messages_replies import (
+from batchway.dialects.chat_messages.replies import (
     FINISH_REASON_FOR_STOP_REASON,
     STOP_REASON_FOR_FINISH_REASON,
     anthropic_error_from_openai,
@@ -35,10 +27,18 @@ from batchway.providers._chat_messages_replies import (
     openai_error_from_anthropic,
     status_for_anthropic_error_type,
 )
-from batchway.providers._chat_messages_stream import (
+from batchway.dialects.chat_messages.requests import (
+    IGNORED_CHAT_FIELDS,
+    IGNORED_MESSAGES_FIELDS,
+    RAW_ARGUMENTS_KEY,
+    chat_to_messages_request,
+    messages_to_chat_request,
+)
+from batchway.dialects.chat_messages.streams import (
     ChatChunksToMessageEvents,
     MessageEventsToChatChunks,
 )
+from batchway.errors import UntranslatableRequest
 
 ABSENT = "<absent>"
 USER_HI = {"role": "user", "content": "hi"}

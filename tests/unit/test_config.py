@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from batchway.config import Config, ModelRoute, ProviderConfig, default_config, load_config
 from batchway.core.routing import Router
 from batchway.errors import ConfigError
+from batchway.providers.registry import KINDS
 
 BASE = """
 providers:
@@ -28,6 +29,11 @@ models:
 Write = Callable[[str], Path]
 
 
+def load(path: str | Path) -> Config:
+    """The config at ``path``, its providers checked by the gateway's kinds."""
+    return load_config(path, kinds=KINDS)
+
+
 @pytest.fixture
 def write(tmp_path: Path) -> Write:
     """Write a YAML config (dedented) and return its path."""
@@ -41,7 +47,7 @@ def write(tmp_path: Path) -> Write:
 
 
 def test_minimal_config_loads(write: Write) -> None:
-    config = load_config(write(BASE))
+    config = load(write(BASE))
 
     assert config.providers == {"sim": ProviderConfig(kind="simulated", latency_ms=0)}
     assert config.routes("chat") == [ModelRoute(provider="sim", model="upstream-chat")]
@@ -49,7 +55,7 @@ def test_minimal_config_loads(write: Write) -> None:
 
 
 def test_load_config_accepts_a_string_path(write: Write) -> None:
-    assert load_config(str(write(BASE))).routes("chat")[0].model == "upstream-chat"
+    assert load(str(write(BASE))).routes("chat")[0].model == "upstream-chat"
 
 
 @pytest.mark.parametrize(
@@ -73,7 +79,7 @@ def test_environment_expansion(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
-    config = load_config(write(BASE + f'public_url: "{text}"\n'))
+    config = load(write(BASE + f'public_url: "{text}"\n'))
 
     assert config.public_url == expected
 
@@ -96,7 +102,7 @@ def test_expansion_reaches_nested_values_and_numbers(
         """
     )
 
-    provider = load_config(path).providers["up"]
+    provider = load(path).providers["up"]
 
     assert provider.base_url == "http://upstream.invalid/v1"
     assert provider.max_concurrency == 12
@@ -109,7 +115,7 @@ def test_missing_variable_without_default_is_named(
     monkeypatch.delenv("BWT_MISSING_KEY", raising=False)
 
     with pytest.raises(ConfigError) as caught:
-        load_config(write(BASE + "admin_key: ${BWT_MISSING_KEY}\n"))
+        load(write(BASE + "admin_key: ${BWT_MISSING_KEY}\n"))
 
     assert "BWT_MISSING_KEY" in caught.value.message
 
@@ -137,7 +143,7 @@ def test_variable_values_are_taken_verbatim(
         """
     )
 
-    assert load_config(path).providers["up"].api_key == secret
+    assert load(path).providers["up"].api_key == secret
 
 
 @pytest.mark.parametrize(
@@ -166,14 +172,14 @@ def test_variable_values_are_taken_verbatim(
 )
 def test_unknown_keys_are_errors(write: Write, text: str, names: list[str]) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(write(text))
+        load(write(text))
 
     assert all(name in caught.value.message for name in names), caught.value.message
 
 
 def test_model_routed_to_an_unknown_provider_is_an_error(write: Write) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(write(BASE.replace("provider: sim", "provider: nowhere")))
+        load(write(BASE.replace("provider: sim", "provider: nowhere")))
 
     assert "nowhere" in caught.value.message
     assert "chat" in caught.value.message
@@ -189,7 +195,7 @@ def test_one_bad_route_in_a_list_is_an_error(write: Write) -> None:
         - {provider: ghost, model: b}
     """
     with pytest.raises(ConfigError, match="ghost"):
-        load_config(write(text))
+        load(write(text))
 
 
 @pytest.mark.parametrize(
@@ -201,7 +207,7 @@ def test_one_bad_route_in_a_list_is_an_error(write: Write) -> None:
 )
 def test_openai_compatible_needs_a_base_url(write: Write, provider: str) -> None:
     with pytest.raises(ConfigError, match="base_url"):
-        load_config(write(f"providers:\n  up: {provider}\n"))
+        load(write(f"providers:\n  up: {provider}\n"))
 
 
 @pytest.mark.parametrize(
@@ -218,7 +224,7 @@ def test_provider_field_values_are_checked(write: Write, field: str, value: str)
     text = "providers:\n  sim:\n" + "".join(f"    {k}: {v}\n" for k, v in provider.items())
 
     with pytest.raises(ConfigError, match=field):
-        load_config(write(text))
+        load(write(text))
 
 
 def test_a_list_of_routes_is_accepted_first_choice_first(write: Write) -> None:
@@ -232,7 +238,7 @@ def test_a_list_of_routes_is_accepted_first_choice_first(write: Write) -> None:
         - {provider: sim, model: fallback}
     """
 
-    config = load_config(write(text))
+    config = load(write(text))
 
     assert config.routes("chat") == [
         ModelRoute(provider="up", model="primary"),
@@ -306,23 +312,59 @@ def test_default_config_takes_the_admin_key_from_the_environment(
 )
 def test_malformed_files_are_config_errors(write: Write, text: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        load_config(write(text))
+        load(write(text))
 
 
 @pytest.mark.parametrize(
     "text", [pytest.param("", id="empty"), pytest.param("# only a comment\n", id="comment")]
 )
 def test_an_empty_file_gives_the_defaults(write: Write, text: str) -> None:
-    assert load_config(write(text)) == Config()
+    path = write(text)
+    defaults = Config(
+        database=f"sqlite:///{path.parent / 'batchway-data' / 'batchway.db'}",
+        files=str(path.parent / "batchway-data" / "files"),
+    )
+    assert load(path) == defaults
+
+
+@pytest.mark.parametrize(
+    ("database", "files", "expected_database", "expected_files"),
+    [
+        ("sqlite:///data/bw.db", "blobs", "sqlite:///{dir}/data/bw.db", "{dir}/blobs"),
+        ("sqlite:///../up.db", "./here", "sqlite:///{parent}/up.db", "{dir}/here"),
+        ("sqlite:////abs/bw.db", "/abs/files", "sqlite:////abs/bw.db", "/abs/files"),
+        ("sqlite:///:memory:", "s3://bucket/x", "sqlite:///:memory:", "s3://bucket/x"),
+        ("postgresql://u@h/db", "f", "postgresql://u@h/db", "{dir}/f"),
+    ],
+)
+def test_relative_paths_are_taken_from_the_config_files_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    database: str,
+    files: str,
+    expected_database: str,
+    expected_files: str,
+) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "batchway.yaml"
+    path.write_text(f"database: '{database}'\nfiles: '{files}'\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # somewhere else than the config
+
+    config = load(path)
+
+    where = {"dir": str(folder.resolve()), "parent": str(tmp_path.resolve())}
+    assert config.database == expected_database.format(**where)
+    assert config.files == expected_files.format(**where)
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
-        load_config(tmp_path / "nope.yaml")
+        load(tmp_path / "nope.yaml")
 
 
 def test_config_is_frozen(write: Write) -> None:
-    config = load_config(write(BASE))
+    config = load(write(BASE))
 
     with pytest.raises(ValidationError):
         config.database = "sqlite:///other.db"  # type: ignore[misc]
@@ -351,7 +393,7 @@ def test_storage_quota_and_file_expiry_defaults() -> None:
 
 
 def test_storage_quotas_may_be_turned_off_or_set(write: Write) -> None:
-    config = load_config(
+    config = load(
         write(
             "limits: {max_storage_bytes_per_key: null, max_files_per_key: 5}\n"
             "file_expiry: {interval_seconds: 30, chunk: 10}\n"
@@ -374,4 +416,4 @@ def test_storage_quotas_may_be_turned_off_or_set(write: Write) -> None:
 )
 def test_bad_storage_settings_are_config_errors(write: Write, text: str) -> None:
     with pytest.raises(ConfigError):
-        load_config(write(text + "\n"))
+        load(write(text + "\n"))

@@ -40,7 +40,7 @@ def test_the_walk_finds_the_package_tree() -> None:
         "batchway.core.validation",
         "batchway.core.states",
         "batchway.providers.simulated",
-        "batchway.api.openai.models",
+        "batchway.dialects.openai.wire",
         "batchway.store.sql",
         "batchway.worker.runner",
         "batchway.testing",

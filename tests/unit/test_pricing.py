@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchway.config import PriceConfig
+from batchway.config import NATIVE_BATCH_DISCOUNT, PriceConfig
 from batchway.core import pricing
 from batchway.core.models import Usage
 from batchway.core.pricing import DEFAULT_PRICES, PriceTable
@@ -63,7 +63,9 @@ def test_every_requested_family_has_a_default_price() -> None:
         "claude-haiku-4-5",
     }
     assert wanted <= set(DEFAULT_PRICES)
-    assert all(price.batch_discount == 0.5 for price in DEFAULT_PRICES.values())
+    # the vendors' batch APIs take NATIVE_BATCH_DISCOUNT off; no default sets a price of its own
+    assert NATIVE_BATCH_DISCOUNT == 0.5
+    assert not any(price.own_batch_price for price in DEFAULT_PRICES.values())
     with pytest.raises(TypeError):
         DEFAULT_PRICES["gpt-4o"] = PriceConfig(input=0)  # type: ignore[index]
 
@@ -208,6 +210,33 @@ def test_batch_cached_input_without_a_cached_price_costs_the_batch_input() -> No
 
     assert discounted.cost(["m"], USAGE, batch=True) == pytest.approx(1.0 * 3.0 + 0.5 * 6.0)
     assert explicit.cost(["m"], USAGE, batch=True) == pytest.approx(1.0 * 1.0 + 0.5 * 4.0)
+
+
+def test_a_line_costs_the_batch_price_when_native_and_the_normal_price_when_executed() -> None:
+    table = PriceTable({})
+    usage = Usage(input_tokens=MILLION)
+
+    assert table.line_cost(["gpt-4o"], usage, native=True) == 1.25
+    assert table.line_cost(["gpt-4o"], usage, native=False) == 2.50
+    assert table.line_cost(["unknown"], usage, native=True) == 0.0
+
+
+@pytest.mark.parametrize(
+    "price",
+    [
+        PriceConfig(input=2.0, batch_discount=0.5),
+        PriceConfig(input=2.0, batch_input=1.0),
+        PriceConfig(input=2.0, output=4.0, batch_output=2.0),
+    ],
+)
+def test_a_configured_batch_price_applies_to_every_batch_line(price: PriceConfig) -> None:
+    table = PriceTable({"llama": price})
+    usage = Usage(input_tokens=MILLION)
+
+    assert price.own_batch_price
+    assert table.line_cost(["llama"], usage, native=False) == 1.0
+    assert table.line_cost(["llama"], usage, native=True) == 1.0
+    assert table.cost(["llama"], usage, batch=False) == 2.0  # interactive calls: full price
 
 
 def test_the_first_priced_model_is_used() -> None:

@@ -1,7 +1,7 @@
 """The rate limiter's own logic: limits, window arithmetic and the in-process backend.
 
 Behaviour shared with the Redis backend is tested on both in
-tests/integration/test_rate_limiter_backends.py; this file holds what needs no server.
+tests/contract/test_rate_limiter_contract.py; this file holds what needs no server.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchway.core.ports import RateLimiter
 from batchway.core.ratelimit import (
     BUCKETS,
     Limit,
     MemoryRateLimiter,
-    RateLimiter,
     bucket_index,
     bucket_leaves_at,
     charge_cap,

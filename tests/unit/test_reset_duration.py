@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchway.api.interactive import reset_duration
+from batchway.core.proxy import reset_duration
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Unit tests of ``batchway.core.results``: output and error file lines and their ids."""
+"""Unit tests of ``batchway.dialects.openai.results``: output and error file lines and their ids."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from batchway.api.openai.models import OpenAIBatchOutputLine
-from batchway.core.results import NOT_RUN, item_line_id, result_file_id, result_line
+from batchway.core.ids import item_line_id, result_file_id
 from batchway.core.states import ItemState
+from batchway.dialects.openai.results import NOT_RUN, result_line
+from batchway.dialects.openai.wire import OpenAIBatchOutputLine
 
 LINE_ID = item_line_id("batch_0123456789abcdef0123456789abcdef", 1)
 CHAT_BODY = {

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from batchway.config import ProviderConfig
+from batchway.core.ports import Provider, UpstreamResponse
 from batchway.core.usage import usage_of
 from batchway.errors import UpstreamRejected
-from batchway.providers.base import Provider, UpstreamResponse
 from batchway.providers.simulated import FINGERPRINT, PROVIDER_TYPE, SimulatedProvider
 
 PREFIX = "[simulated]"

@@ -147,7 +147,7 @@ class BatchLifecycle(RuleBasedStateMachine):
 
     It follows what the worker and the store do (``store/sql.py``: ``claim_items``,
     ``record_outcomes``, ``release_expired_leases``, ``cancel_batch``, ``expire_batch``;
-    ``worker/finalizer.py``), moving each line only along ``ITEM_TRANSITIONS`` and the batch
+    ``core/engine/``), moving each line only along ``ITEM_TRANSITIONS`` and the batch
     only through ``transition()``.
     """
 

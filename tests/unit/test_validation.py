@@ -10,15 +10,14 @@ import pytest
 
 from batchway.config import BatchLimits, Config
 from batchway.core import validation
+from batchway.core.endpoints import BATCH_ENDPOINTS, Endpoint
 from batchway.core.models import BatchError, NewItem, Principal
 from batchway.core.routing import Router
 from batchway.core.validation import (
     MAX_CUSTOM_ID_LENGTH,
-    SUPPORTED_ENDPOINTS,
     InputValidator,
     RefusedLine,
     input_lines,
-    normalize_endpoint,
     split_lines,
 )
 
@@ -289,12 +288,29 @@ def test_url_matching_the_endpoint_is_accepted(endpoint: str, url: str) -> None:
         pytest.param("", None, id="empty"),
     ],
 )
-def test_normalize_endpoint(url: str, expected: str | None) -> None:
-    assert normalize_endpoint(url) == expected
+def test_a_line_url_names_an_endpoint(url: str, expected: str | None) -> None:
+    assert Endpoint.parse(url) == expected
 
 
-def test_every_supported_endpoint_normalizes_to_itself() -> None:
-    assert [normalize_endpoint(e) for e in SUPPORTED_ENDPOINTS] == list(SUPPORTED_ENDPOINTS)
+def test_every_batch_endpoint_parses_to_itself() -> None:
+    assert [Endpoint.parse(e) for e in BATCH_ENDPOINTS] == list(BATCH_ENDPOINTS)
+
+
+def test_batch_endpoints_are_listed_in_the_order_error_messages_give() -> None:
+    assert ", ".join(BATCH_ENDPOINTS) == (
+        "/v1/chat/completions, /v1/embeddings, /v1/completions, /v1/responses, /v1/messages"
+    )
+
+
+@pytest.mark.parametrize("endpoint", [CHAT, Endpoint.CHAT], ids=["str", "endpoint"])
+def test_a_url_mismatch_names_the_batch_endpoint_by_its_path(endpoint: str) -> None:
+    validator = make_validator(endpoint)
+
+    assert validator.check(1, raw(request(url=EMBEDDINGS))) is None
+
+    assert validator.errors[0].message == (
+        "The url '/v1/embeddings' does not match the batch endpoint '/v1/chat/completions'."
+    )
 
 
 # --- whole files: duplicates, limits, blank lines, BOM, CRLF --------------------------------

@@ -9,9 +9,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batchway.api.auth import authenticate_admin
-from batchway.api.openai.convert import from_core_batch
 from batchway.api.openai.routes import by_method, json_response, parse_json, validated
 from batchway.core.models import ApiKey, BudgetPeriod
+from batchway.dialects.openai.batches import from_core_batch
 from batchway.gateway import Gateway
 
 __all__ = ["admin_routes"]
@@ -26,12 +26,20 @@ class KeyCreate(BaseModel):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     tph: int | None = Field(default=None, ge=1)
+    rph: int | None = Field(default=None, ge=1)
     budget_usd: float | None = Field(default=None, ge=0)
     budget_period: BudgetPeriod | None = None
     models: list[str] | None = None
     # the key's own storage quota; omitted: the config's limits.max_*_per_key
     max_storage_bytes: int | None = Field(default=None, ge=1)
     max_files: int | None = Field(default=None, ge=1)
+
+
+class KeyUpdate(KeyCreate):
+    """The body of ``PATCH /admin/keys/{id}``: only the fields sent change; ``null`` clears
+    a limit, a budget or a model list."""
+
+    name: str = Field(default="", min_length=1, max_length=200)
 
 
 def _key_json(key: ApiKey) -> dict[str, object]:
@@ -44,6 +52,7 @@ def _key_json(key: ApiKey) -> dict[str, object]:
         "rpm": key.rpm,
         "tpm": key.tpm,
         "tph": key.tph,
+        "rph": key.rph,
         "budget_usd": key.budget_usd,
         "budget_period": key.budget_period,
         "max_storage_bytes": key.max_storage_bytes,
@@ -71,6 +80,15 @@ async def list_keys(request: Request) -> Response:
     return json_response({"object": "list", "data": [_key_json(k) for k in keys]})
 
 
+async def update_key(request: Request) -> Response:
+    gateway = _gateway(request)
+    body = validated(KeyUpdate, await parse_json(request))
+    key = await gateway.keys.update(
+        request.path_params["key_id"], body.model_dump(include=body.model_fields_set)
+    )
+    return json_response(_key_json(key))
+
+
 async def revoke_key(request: Request) -> Response:
     gateway = _gateway(request)
     key_id = request.path_params["key_id"]
@@ -88,6 +106,10 @@ async def cancel_batch(request: Request) -> Response:
 def admin_routes() -> list[Route]:
     return [
         Route("/admin/keys", by_method(POST=create_key, GET=list_keys), methods=["GET", "POST"]),
-        Route("/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
+        Route(
+            "/admin/keys/{key_id}",
+            by_method(PATCH=update_key, DELETE=revoke_key),
+            methods=["PATCH", "DELETE"],
+        ),
         Route("/admin/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
     ]

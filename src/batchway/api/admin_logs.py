@@ -6,10 +6,9 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import math
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, cast, get_args
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -17,16 +16,13 @@ from starlette.routing import Route
 
 from batchway.api.auth import authenticate_admin
 from batchway.api.disposition import attachment
+from batchway.api.log_queries import choice, int_param, log_filter, usage_query
 from batchway.api.openai.routes import json_response
 from batchway.core.analytics import (
     LogFilter,
-    UsageGroup,
-    UsageInterval,
-    UsageQuery,
     UsageTotals,
 )
-from batchway.core.models import RequestKind, RequestLog
-from batchway.errors import InvalidRequest
+from batchway.core.models import RequestLog
 from batchway.gateway import Gateway
 from batchway.store.logs import SqlRequestLogs
 
@@ -65,78 +61,6 @@ def _logs(request: Request) -> SqlRequestLogs:
     gateway: Gateway = request.app.state.gateway
     authenticate_admin(request, gateway.keys)
     return gateway.logs
-
-
-# -- query parameters -------------------------------------------------------------------
-
-
-def _choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
-    value = request.query_params.get(name)
-    if value is not None and value not in choices:
-        raise InvalidRequest(f"{name} must be one of: {', '.join(choices)}.", param=name)
-    return value
-
-
-def _time_ms(request: Request, name: str) -> int | None:
-    """A time given as epoch seconds or ISO 8601 (UTC unless it says otherwise)."""
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise InvalidRequest(
-                f"{name} must be epoch seconds or an ISO 8601 time.", param=name
-            ) from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return int(moment.timestamp() * 1000)
-    try:
-        if not math.isfinite(seconds):
-            raise ValueError(value)
-        datetime.fromtimestamp(seconds, UTC)  # a time a calendar can hold
-    except (ValueError, OverflowError, OSError) as exc:
-        raise InvalidRequest(f"{name} is out of range.", param=name) from exc
-    return int(seconds * 1000)
-
-
-def _period(request: Request) -> tuple[int | None, int | None]:
-    since, until = _time_ms(request, "since"), _time_ms(request, "until")
-    if since is not None and until is not None and since > until:
-        raise InvalidRequest("since must not be later than until.", param="since")
-    return since, until
-
-
-def _int(request: Request, name: str, low: int, high: int) -> int | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise InvalidRequest(f"{name} must be an integer.", param=name) from exc
-    if not low <= number <= high:
-        raise InvalidRequest(f"{name} must be between {low} and {high}.", param=name)
-    return number
-
-
-def _filters(request: Request) -> LogFilter:
-    params = request.query_params
-    kind = cast(RequestKind | None, _choice(request, "kind", get_args(RequestKind)))
-    since, until = _period(request)
-    return LogFilter(
-        key_id=params.get("key"),
-        model=params.get("model"),
-        provider=params.get("provider"),
-        batch_id=params.get("batch"),
-        status=params.get("status"),
-        kind=kind,
-        since_ms=since,
-        until_ms=until,
-    )
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -227,10 +151,10 @@ async def _csv(logs: SqlRequestLogs, filters: LogFilter, after: int | None) -> A
 
 async def list_logs(request: Request) -> Response:
     logs = _logs(request)
-    filters = _filters(request)
-    limit = _int(request, "limit", 1, MAX_LIMIT)
-    after = _int(request, "after", 1, 2**63 - 1)
-    if _choice(request, "format", ("json", "csv")) == "csv":
+    filters = log_filter(request)
+    limit = int_param(request, "limit", 1, MAX_LIMIT)
+    after = int_param(request, "after", 1, 2**63 - 1)
+    if choice(request, "format", ("json", "csv")) == "csv":
         return StreamingResponse(
             _csv(logs, filters, after),
             media_type="text/csv",
@@ -251,18 +175,9 @@ async def list_logs(request: Request) -> Response:
 
 async def usage(request: Request) -> Response:
     logs = _logs(request)
-    group_by = cast(UsageGroup | None, _choice(request, "group_by", get_args(UsageGroup)))
-    interval = cast(UsageInterval, _choice(request, "interval", get_args(UsageInterval)) or "day")
-    since, until = _period(request)
-    report = await logs.usage(
-        UsageQuery(
-            group_by=group_by,
-            interval=interval,
-            since_ms=since,
-            until_ms=until,
-            key_id=request.query_params.get("key"),
-        )
-    )
+    query = usage_query(request)
+    group_by, interval = query.group_by, query.interval
+    report = await logs.usage(query)
     return json_response(
         {
             "object": "usage",

@@ -18,11 +18,13 @@ from batchway.api.admin import admin_routes
 from batchway.api.admin_logs import log_routes
 from batchway.api.anthropic.messages import messages_routes
 from batchway.api.anthropic.routes import anthropic_routes
+from batchway.api.azure.routes import azure_routes
 from batchway.api.errors import handle_gateway_error, handle_http_error, handle_unexpected
 from batchway.api.metrics import metrics_routes
 from batchway.api.openai.proxy import proxy_routes
 from batchway.api.openai.routes import openai_routes
 from batchway.config import Config
+from batchway.console import Sessions, console_routes
 from batchway.errors import GatewayError
 from batchway.gateway import Gateway, open_gateway
 
@@ -54,7 +56,7 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
                 if task is not None:
                     await _stop_worker(gateway, task)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             # the synchronous routes first: the router tries routes in order
             *proxy_routes("/v1"),
@@ -64,9 +66,11 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
             *openai_routes("/v1"),
             *openai_routes(""),
             *proxy_routes(""),
+            *azure_routes(),
             *admin_routes(),
             *log_routes(),
             *metrics_routes(),
+            *console_routes(config),
         ],
         exception_handlers={
             GatewayError: handle_gateway_error,
@@ -75,6 +79,8 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    app.state.console_sessions = Sessions(config.console, config.admin_key)
+    return app
 
 
 async def _stop_worker(gateway: Gateway, task: asyncio.Task[None]) -> None:

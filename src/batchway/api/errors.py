@@ -9,8 +9,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchway.core.endpoints import Endpoint
 from batchway.core.ids import new_request_id
 from batchway.core.retry import retry_after_header
+from batchway.dialects.chat_messages.replies import anthropic_error_type
 from batchway.errors import (
     GatewayError,
     RateLimited,
@@ -18,13 +20,10 @@ from batchway.errors import (
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
-    UpstreamTimeout,
 )
-from batchway.providers._chat_messages_replies import anthropic_error_type
 
 __all__ = [
     "client_error",
-    "error_label",
     "anthropic_error",
     "handle_gateway_error",
     "handle_http_error",
@@ -67,7 +66,7 @@ def anthropic_error(
 
 
 def _is_anthropic(request: Request) -> bool:
-    return request.url.path.startswith("/v1/messages")
+    return request.url.path.startswith(Endpoint.MESSAGES)
 
 
 def _render(
@@ -157,12 +156,3 @@ def client_error(error: UpstreamError) -> GatewayError:
         refused.error_type = anthropic_error_type(error.status)
         return refused
     return error
-
-
-def error_label(error: UpstreamError) -> str:
-    """A short label of an upstream failure for metrics: its status, or what went wrong."""
-    if error.status is not None:
-        return str(error.status)
-    if isinstance(error, UpstreamTimeout):
-        return "timeout"
-    return "connection"

@@ -16,6 +16,7 @@ from batchway.cli.common import ConfigOption, console, load_settings, with_gatew
 from batchway.core import clock
 from batchway.core.analytics import LogFilter, UsageQuery, UsageReport, UsageTotals
 from batchway.core.models import Page, RequestLog
+from batchway.gateway import Gateway
 
 __all__ = ["logs_command", "parse_since", "usage_command"]
 
@@ -83,7 +84,17 @@ def _totals_cells(totals: UsageTotals) -> list[str]:
 _TOTAL_COLUMNS = ("requests", "input", "cached", "output", "cost usd", "errors")
 
 
-def _print_usage(report: UsageReport) -> None:
+async def _key_names(gateway: Gateway) -> dict[str, str]:
+    return {key.id: key.name for key in await gateway.keys.list()}
+
+
+def _key_label(key_id: str, names: dict[str, str]) -> str:
+    """A key as a person knows it: its name, with the id that commands take."""
+    name = names.get(key_id)
+    return f"{name} ({key_id})" if name is not None else key_id
+
+
+def _print_usage(report: UsageReport, names: dict[str, str]) -> None:
     query = report.query
     grouped = query.group_by is not None
     series = Table(
@@ -96,7 +107,7 @@ def _print_usage(report: UsageReport) -> None:
     for row in report.series:
         series.add_row(
             _time(row.bucket_start_ms),
-            *([escape(row.group or "")] if grouped else []),
+            *([escape(_group_label(row.group, query, names))] if grouped else []),
             row.kind,
             *_totals_cells(row.totals),
         )
@@ -106,6 +117,12 @@ def _print_usage(report: UsageReport) -> None:
     totals.add_row("interactive", *_totals_cells(report.interactive))
     totals.add_row("all", *_totals_cells(report.overall))
     console.print(totals)
+
+
+def _group_label(group: str | None, query: UsageQuery, names: dict[str, str]) -> str:
+    if group is None:
+        return ""
+    return _key_label(group, names) if query.group_by == "key" else group
 
 
 def usage_command(
@@ -126,11 +143,15 @@ def usage_command(
         since_ms=_since_ms(since),
         key_id=key,
     )
-    report = with_gateway(load_settings(config), lambda gateway: gateway.logs.usage(query))
-    _print_usage(report)
+
+    async def read(gateway: Gateway) -> tuple[UsageReport, dict[str, str]]:
+        return await gateway.logs.usage(query), await _key_names(gateway)
+
+    report, names = with_gateway(load_settings(config), read)
+    _print_usage(report, names)
 
 
-def _print_logs(page: Page[RequestLog]) -> None:
+def _print_logs(page: Page[RequestLog], names: dict[str, str]) -> None:
     table = Table(
         "time (UTC)",
         "key",
@@ -146,7 +167,7 @@ def _print_logs(page: Page[RequestLog]) -> None:
         line = f"{log.batch_id}/{log.custom_id or ''}" if log.batch_id else ""
         table.add_row(
             _time(log.created_at_ms),
-            escape(log.key_id),
+            escape(_key_label(log.key_id, names)),
             escape(log.model),
             escape(log.provider),
             escape(line),
@@ -181,8 +202,10 @@ def logs_command(
         status=status,
         since_ms=_since_ms(since),
     )
-    page = with_gateway(
-        load_settings(config),
-        lambda gateway: gateway.logs.query(filters, limit=limit, before_id=None, bodies=False),
-    )
-    _print_logs(page)
+
+    async def read(gateway: Gateway) -> tuple[Page[RequestLog], dict[str, str]]:
+        page = await gateway.logs.query(filters, limit=limit, before_id=None, bodies=False)
+        return page, await _key_names(gateway)
+
+    page, names = with_gateway(load_settings(config), read)
+    _print_logs(page, names)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
 from batchway.config import Config, default_config, load_config
 from batchway.errors import ConfigError
-from batchway.gateway import Gateway, open_gateway
+
+if TYPE_CHECKING:  # the gateway and providers load only for the commands that open one
+    from batchway.gateway import Gateway
 
 __all__ = ["ConfigOption", "console", "load_settings", "with_gateway"]
 
@@ -34,8 +36,10 @@ ConfigOption = Annotated[
 
 def load_settings(path: Path | None) -> Config:
     """The config at ``path`` (the default config when None); a bad one exits with 2."""
+    from batchway.providers.registry import KINDS
+
     try:
-        return load_config(path) if path is not None else default_config()
+        return load_config(path, kinds=KINDS) if path is not None else default_config()
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc
@@ -43,6 +47,7 @@ def load_settings(path: Path | None) -> Config:
 
 def with_gateway(config: Config, work: Callable[[Gateway], Awaitable[T]]) -> T:
     """Open a gateway on ``config`` (migrating its database), run ``work`` on it, close it."""
+    from batchway.gateway import open_gateway
 
     async def run() -> T:
         async with open_gateway(config) as gateway:

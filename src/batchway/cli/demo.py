@@ -22,7 +22,8 @@ from rich.table import Table
 
 from batchway.api.app import create_app
 from batchway.config import Config
-from batchway.testing.server import serve_in_thread
+from batchway.providers.registry import simulated_providers
+from batchway.server import serve_in_thread
 
 __all__ = ["run_demo"]
 
@@ -53,7 +54,7 @@ def run_demo(config: Config, input_file: Path, console: Console) -> None:
     """Run ``input_file`` as a batch through a gateway started for the occasion."""
     admin_key = config.admin_key or "bw-admin-" + secrets.token_urlsafe(16)
     app = create_app(config.model_copy(update={"admin_key": admin_key}))
-    simulated = [n for n, p in config.providers.items() if p.kind == "simulated"]
+    simulated = simulated_providers(config)
     with serve_in_thread(app) as server:
         console.print(f"[bold]batchway[/bold] is serving on {server.base_url}")
         if simulated:

@@ -1,26 +1,31 @@
-"""The ``batchway`` command: serve, worker, migrate, keys, usage, logs, demo, fake-upstream."""
+"""The ``batchway`` command: serve, worker, migrate, keys, usage, logs, batches, demo,
+fake-upstream."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import os
 import signal
 from enum import StrEnum
+from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from batchway.cli.analytics import logs_command, usage_command
+from batchway.cli.batches import batches_app
 from batchway.cli.common import ConfigOption, console
 from batchway.cli.common import load_settings as _config
 from batchway.cli.common import with_gateway as _with_gateway
+from batchway.cli.log_output import LogFormat, LogLevel, setup_logging
 from batchway.core.files import human_size
-from batchway.errors import NotFound
-from batchway.gateway import Gateway
+from batchway.errors import GatewayError, NotFound
+
+if TYPE_CHECKING:  # loaded by the commands that open a gateway, so the others start fast
+    from batchway.gateway import Gateway
 
 __all__ = ["app"]
 
@@ -31,6 +36,7 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage gateway keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(batches_app, name="batches")
 
 
 class BudgetPeriodOption(StrEnum):
@@ -38,26 +44,30 @@ class BudgetPeriodOption(StrEnum):
     month = "month"
 
 
-class _KeyValueFormatter(logging.Formatter):
-    """A log line, then the structured fields the code passed in ``extra`` as key=value."""
-
-    _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-        "message",
-        "asctime",
-    }
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        fields = [
-            f"{key}={value}" for key, value in vars(record).items() if key not in self._STANDARD
-        ]
-        return f"{line} {' '.join(fields)}" if fields else line
+LogLevelOption = Annotated[
+    LogLevel, typer.Option("--log-level", help="The lowest level logged.", case_sensitive=False)
+]
+LogFormatOption = Annotated[
+    LogFormat, typer.Option("--log-format", help="text lines, or one JSON object a line.")
+]
 
 
-def _setup_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"batchway {version('batchway')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """batchway: an LLM gateway for batch and long-running work."""
 
 
 @app.command()
@@ -68,16 +78,22 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; run batches elsewhere.")
     ] = False,
+    log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log a line per request (costs some speed).")
+    ] = False,
 ) -> None:
     """Run the gateway (and, unless --no-worker, its batch worker)."""
     from batchway.api.app import create_app
-    from batchway.testing.server import serve_forever
+    from batchway.providers.registry import simulated_providers
+    from batchway.server import serve_forever
 
     settings = _config(config)
-    _setup_logging()
+    setup_logging(log_level, log_format)
     if settings.admin_key is None:
         console.print("[yellow]No admin_key configured: the /admin API is disabled.[/yellow]")
-    if any(p.kind == "simulated" for p in settings.providers.values()):
+    if simulated_providers(settings):
         console.print("[yellow]A simulated provider is configured: its answers are fake.[/yellow]")
     serve_forever(
         create_app(settings, run_worker=False if no_worker else None),
@@ -85,15 +101,21 @@ def serve(
         port,
         shutdown_timeout=math.ceil(settings.worker.shutdown_grace_seconds),
         on_ready=lambda handle: console.print(f"batchway listening on {handle.base_url}"),
+        own_logging=False,
+        access_log=access_log,
     )
 
 
 @app.command()
-def worker(config: ConfigOption = None) -> None:
+def worker(
+    config: ConfigOption = None,
+    log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
+) -> None:
     """Run only the batch worker (for more batch throughput on other machines).
 
     SIGTERM or Ctrl-C stops it gracefully: calls in flight finish and are recorded."""
-    _setup_logging()
+    setup_logging(log_level, log_format)
 
     async def run(gateway: Gateway) -> None:
         loop = asyncio.get_running_loop()
@@ -123,6 +145,7 @@ def keys_create(
         list[str] | None, typer.Option(help="A model the key may use (repeat); default: all.")
     ] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    rph: Annotated[int | None, typer.Option(help="Requests per hour.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
     tph: Annotated[int | None, typer.Option(help="Tokens per hour.")] = None,
     budget_usd: Annotated[float | None, typer.Option(help="Spending limit in USD.")] = None,
@@ -137,6 +160,9 @@ def keys_create(
         int | None,
         typer.Option(min=1, help="Files the key may hold at once (default: the config's)."),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print the key alone (for scripts).")
+    ] = False,
 ) -> None:
     """Create a gateway key; the key is printed once and never stored."""
     key, secret = _with_gateway(
@@ -145,6 +171,7 @@ def keys_create(
             name=name,
             models=model,
             rpm=rpm,
+            rph=rph,
             tpm=tpm,
             tph=tph,
             budget_usd=budget_usd,
@@ -153,20 +180,27 @@ def keys_create(
             max_files=max_files,
         ),
     )
-    console.print(f"id:  {key.id}\nkey: [bold]{secret}[/bold]")
+    if quiet:
+        print(secret)
+    else:
+        console.print(f"id:  {key.id}\nkey: [bold]{secret}[/bold]")
 
 
 @keys_app.command("list")
 def keys_list(config: ConfigOption = None) -> None:
     """List gateway keys."""
     keys = _with_gateway(_config(config), lambda gateway: gateway.keys.list())
-    table = Table("id", "name", "models", "rpm", "tpm", "tph", "budget_usd", "storage", "revoked")
+    table = Table(
+        "id", "name", "models", "rpm", "rph", "tpm", "tph", "budget_usd", "storage", "revoked"
+    )
+    table.columns[0].no_wrap = True  # the id is what `keys update` and `revoke` take
     for key in keys:
         table.add_row(
             key.id,
             key.name,
             ", ".join(key.models) if key.models is not None else "all",
             str(key.rpm or ""),
+            str(key.rph or ""),
             str(key.tpm or ""),
             str(key.tph or ""),
             f"{key.budget_usd} / {key.budget_period}"
@@ -183,6 +217,49 @@ def keys_list(config: ConfigOption = None) -> None:
             "yes" if key.revoked else "",
         )
     console.print(table)
+
+
+_CLEAR = 0  # `keys update --rpm 0` clears a limit
+
+
+@keys_app.command("update")
+def keys_update(
+    key_id: str,
+    config: ConfigOption = None,
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    rpm: Annotated[int | None, typer.Option(min=0, help="Requests per minute; 0 clears.")] = None,
+    rph: Annotated[int | None, typer.Option(min=0, help="Requests per hour; 0 clears.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=0, help="Tokens per minute; 0 clears.")] = None,
+    tph: Annotated[int | None, typer.Option(min=0, help="Tokens per hour; 0 clears.")] = None,
+    budget_usd: Annotated[
+        float | None, typer.Option(min=0, help="Spending limit in USD; 0 clears.")
+    ] = None,
+    budget_period: Annotated[
+        BudgetPeriodOption | None, typer.Option(help="Reset the budget every day or month.")
+    ] = None,
+) -> None:
+    """Change a key's name, limits or budget; options left out stay as they are."""
+    changes: dict[str, object] = {"name": name} if name is not None else {}
+    for column, value in (
+        ("rpm", rpm),
+        ("rph", rph),
+        ("tpm", tpm),
+        ("tph", tph),
+        ("budget_usd", budget_usd),
+    ):
+        if value is not None:
+            changes[column] = None if value == _CLEAR else value
+    if budget_period is not None:
+        changes["budget_period"] = budget_period.value
+    if not changes:
+        console.print("[red]error:[/red] nothing to change: name an option (see --help)")
+        raise typer.Exit(2)
+    try:
+        key = _with_gateway(_config(config), lambda gateway: gateway.keys.update(key_id, changes))
+    except GatewayError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    console.print(f"updated {key.id} ({key.name})")
 
 
 @keys_app.command("revoke")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from batchway.config import LogConfig
 from batchway.core import clock
@@ -20,20 +20,16 @@ from batchway.core.call_pricing import CallPricing
 from batchway.core.models import RequestLog, Usage
 
 if TYPE_CHECKING:
+    from batchway.core.ports import RequestLogs
     from batchway.metrics import Metrics
 
-__all__ = ["Accounting", "LogSink"]
+__all__ = ["Accounting"]
 
 log = logging.getLogger("batchway.accounting")
 
 _RETENTION_EVERY_SECONDS = 3600.0
 _MAX_QUEUED = 100_000  # logs kept while the database is unreachable, then the oldest go
 _MAX_FAILED_ROUNDS = 40  # rounds (~10 s) a write may fail whole before its rows are dropped
-
-
-class LogSink(Protocol):
-    async def insert(self, logs: Sequence[RequestLog]) -> None: ...
-    async def delete_older_than(self, cutoff_ms: int) -> int: ...
 
 
 class Accounting:
@@ -45,7 +41,7 @@ class Accounting:
         pricing: CallPricing,
         budgets: Budgets,
         metrics: Metrics,
-        sink: LogSink,
+        sink: RequestLogs,
         settings: LogConfig,
     ) -> None:
         self.budgets = budgets
@@ -61,8 +57,13 @@ class Accounting:
     def price(
         self, model: str, provider: str, usage: Usage, native: bool
     ) -> tuple[float, str | None]:
-        """The cost of a call in USD (batch price if ``native``), and its upstream model."""
-        return self._pricing.cost(model, provider, usage, batch=native)
+        """The cost of a batch line in USD (``native``: it ran through the provider's batch
+        API), and its upstream model."""
+        return self._pricing.line_cost(model, provider, usage, native=native)
+
+    def price_call(self, model: str, provider: str, usage: Usage) -> float:
+        """The cost of a synchronous call in USD, at the normal price."""
+        return self._pricing.cost(model, provider, usage, batch=False)[0]
 
     def logged(self, logs: Sequence[RequestLog]) -> None:
         """Logs that were written (batch lines) or queued (interactive): count them. (The

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -10,27 +10,24 @@ import orjson
 from batchway.config import BatchLimits
 from batchway.core import clock
 from batchway.core.budgets import BatchCostCheck, jsonl_lines
+from batchway.core.endpoints import BATCH_ENDPOINTS, Endpoint
+from batchway.core.engine.lifecycle import Lifecycle
 from batchway.core.files import FileService, human_size
 from batchway.core.ids import new_id
 from batchway.core.keys import ADMIN
-from batchway.core.models import Batch, Page, Principal, RequestCounts
+from batchway.core.models import Batch, BatchError, Page, Principal, RequestCounts
+from batchway.core.ports import BatchStore, FileStore
 from batchway.core.routing import Router
-from batchway.core.states import BatchStatus, transition
-from batchway.core.validation import (
-    MESSAGES_ENDPOINT,
-    SUPPORTED_ENDPOINTS,
-    InputValidator,
-    RefusedLine,
-    normalize_endpoint,
-)
+from batchway.core.states import BatchStatus
+from batchway.core.validation import InputValidator, RefusedLine
 from batchway.errors import (
     AuthError,
+    GatewayError,
     InvalidRequest,
     InvalidTransition,
     NotFound,
     PayloadTooLarge,
 )
-from batchway.store.repository import BatchRepository, FileRepository
 
 __all__ = ["COMPLETION_WINDOW_SECONDS", "BatchService"]
 
@@ -56,8 +53,8 @@ class BatchService:
 
     def __init__(
         self,
-        batches: BatchRepository,
-        files: FileRepository,
+        batches: BatchStore,
+        files: FileStore,
         limits: BatchLimits,
         *,
         file_service: FileService,
@@ -66,6 +63,7 @@ class BatchService:
         cost_check: BatchCostCheck | None = None,
     ) -> None:
         self._batches = batches
+        self._lifecycle = Lifecycle(batches)
         self._files = files
         self._limits = limits
         self._file_service = file_service
@@ -84,11 +82,10 @@ class BatchService:
         output_expires_after: int | None = None,
     ) -> Batch:
         """A new batch in ``validating``; its lines are checked by a worker."""
-        normalized = normalize_endpoint(endpoint)
+        normalized = Endpoint.parse(endpoint)
         if normalized is None:
             raise InvalidRequest(
-                f"endpoint {endpoint!r} is not supported; use one of "
-                f"{', '.join(SUPPORTED_ENDPOINTS)}.",
+                f"endpoint {endpoint!r} is not supported; use one of {', '.join(BATCH_ENDPOINTS)}.",
                 param="endpoint",
             )
         if completion_window != "24h":
@@ -134,16 +131,18 @@ class BatchService:
         principal: Principal,
         requests: AsyncIterable[dict[str, Any] | RefusedLine],
         *,
-        endpoint: str = MESSAGES_ENDPOINT,
+        endpoint: str = Endpoint.MESSAGES,
         id_kind: str = "msgbatch",
+        refuse: Callable[[Sequence[BatchError], int], GatewayError],
         shape: str | None = None,
     ) -> Batch:
         """A batch from requests sent in the body (``{custom_id, params}`` each).
 
         The requests are taken as they arrive, checked at once and written one a line to
-        the batch's input file, so that no more than one is held at a time. A bad request
-        is refused with a 400 that names its index (every bad one, up to a cap), and then
-        nothing is kept. ``shape`` is kept on the batch for the routes (see ``Batch.shape``).
+        the batch's input file, so that no more than one is held at a time. Bad requests are
+        refused with the dialect's ``refuse`` error for the problems found (all of them, up
+        to a cap), and then nothing is kept. ``shape`` is kept on the batch for the routes
+        (see ``Batch.shape``).
         """
         validator = InputValidator(
             endpoint=endpoint, router=self._router, principal=principal, limits=self._limits
@@ -173,9 +172,7 @@ class BatchService:
                         cost += self._cost_check.body_cost(endpoint, request.get("params"))
             validator.finish()
             if not validator.ok:
-                raise InvalidRequest(
-                    _describe_inline_errors(validator), param=_first_param(validator)
-                )
+                raise refuse(validator.errors, validator.error_count)
             if priced:
                 assert self._cost_check is not None
                 await self._cost_check.check_cost(principal, cost)
@@ -278,8 +275,7 @@ class BatchService:
             batch = await self.get(principal, batch_id)
             if batch.status is BatchStatus.CANCELLING:
                 return batch
-            transition(batch.status, BatchStatus.CANCELLING)
-            if await self._batches.cancel_batch(batch_id, expected=batch.status, now=clock.now()):
+            if await self._lifecycle.cancel(batch, clock.now()):
                 self._wake_worker()
                 return await self.get(principal, batch_id)
         raise InvalidRequest("The batch changed while it was being cancelled; try again.")
@@ -299,27 +295,3 @@ class BatchService:
                 continue
             started += 1
         return started
-
-
-def _inline_param(validator: InputValidator, line: int | None, param: str | None) -> str | None:
-    if line is None:
-        return "requests"
-    prefix = f"requests[{line - 1}]"
-    if param is None:
-        return prefix
-    if param.startswith("body"):
-        return prefix + ".params" + param[len("body") :]
-    return f"{prefix}.{param}"
-
-
-def _first_param(validator: InputValidator) -> str | None:
-    first = validator.errors[0]
-    return _inline_param(validator, first.line, first.param)
-
-
-def _describe_inline_errors(validator: InputValidator) -> str:
-    shown = [
-        f"{_inline_param(validator, e.line, e.param)}: {e.message}" for e in validator.errors[:10]
-    ]
-    more = validator.error_count - len(shown)
-    return "; ".join(shown) + (f"; and {more} more problems" if more > 0 else "")

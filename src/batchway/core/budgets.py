@@ -11,13 +11,14 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from batchway.core import clock
 from batchway.core.call_pricing import CallPricing
 from batchway.core.models import BudgetPeriod, Principal, Usage
+from batchway.core.ports import PrincipalLookup, RequestLogs
 from batchway.core.routing import Router
 from batchway.core.tokens import estimate_input_tokens
 from batchway.core.validation import input_lines
@@ -26,20 +27,10 @@ from batchway.errors import BudgetExceeded
 __all__ = [
     "BatchCostCheck",
     "Budgets",
-    "KeyLookup",
     "OwnerBudgets",
-    "SpendRepository",
     "jsonl_lines",
     "period_start_ms",
 ]
-
-
-class SpendRepository(Protocol):
-    async def spent(self, key_id: str, since_ms: int | None) -> float: ...
-
-
-class KeyLookup(Protocol):
-    async def principal_by_id(self, key_id: str) -> Principal | None: ...
 
 
 def period_start_ms(period: BudgetPeriod | None, now: float) -> int | None:
@@ -62,7 +53,7 @@ class _Spend:
 class Budgets:
     """Remaining budget per key, without a database read per request."""
 
-    def __init__(self, spend: SpendRepository, refresh_seconds: float = 2.0) -> None:
+    def __init__(self, spend: RequestLogs, refresh_seconds: float = 2.0) -> None:
         self._spend = spend
         self._refresh = refresh_seconds
         self._known: dict[str, _Spend] = {}
@@ -101,7 +92,7 @@ class OwnerBudgets:
     is written, so that lines stop being started as soon as the budget is used up.
     """
 
-    def __init__(self, budgets: Budgets, keys: KeyLookup, pricing: CallPricing) -> None:
+    def __init__(self, budgets: Budgets, keys: PrincipalLookup, pricing: CallPricing) -> None:
         self._budgets = budgets
         self._keys = keys
         self._pricing = pricing

@@ -10,8 +10,8 @@ from batchway.config import BatchLimits
 from batchway.core import clock
 from batchway.core.ids import new_id
 from batchway.core.models import Page, Principal, StorageUse, StoredFile
+from batchway.core.ports import BlobStore, BlobWriter, FileStore
 from batchway.errors import InvalidRequest, NotFound, PayloadTooLarge, StorageQuotaExceeded
-from batchway.store.repository import BlobStore, BlobWriter, FileRepository
 
 __all__ = ["BATCH_FILE_TTL", "UPLOAD_PURPOSES", "FileService", "Upload", "human_size"]
 
@@ -77,7 +77,7 @@ class Upload:
 class FileService:
     """Owns file ids, purposes, expiry, size limits and storage quotas."""
 
-    def __init__(self, store: FileRepository, blobs: BlobStore, limits: BatchLimits) -> None:
+    def __init__(self, store: FileStore, blobs: BlobStore, limits: BatchLimits) -> None:
         self._store = store
         self._blobs = blobs
         self._limits = limits
@@ -239,7 +239,9 @@ class FileService:
         await self._blobs.delete(blob_key)
 
     async def get(self, principal: Principal, file_id: str) -> StoredFile:
-        file = await self._store.get_file(principal.key_id, file_id, clock.now())
+        """A live file of the principal's key (any key's, for the admin)."""
+        owner = None if principal.is_admin else principal.key_id
+        file = await self._store.get_file(owner, file_id, clock.now())
         if file is None:
             raise NotFound(f"No such File object: {file_id}", param="file_id")
         return file

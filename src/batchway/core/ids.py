@@ -11,7 +11,14 @@ import itertools
 import secrets
 import string
 
-__all__ = ["hash_key", "new_api_key", "new_id", "new_request_id"]
+__all__ = [
+    "hash_key",
+    "item_line_id",
+    "new_api_key",
+    "new_id",
+    "new_request_id",
+    "result_file_id",
+]
 
 _BASE62 = string.digits + string.ascii_letters
 
@@ -58,3 +65,22 @@ def new_api_key() -> str:
 def hash_key(key: str) -> str:
     """The stored form of a gateway key (SHA-256: keys are long random strings, not passwords)."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _base62_of(data: bytes, length: int) -> str:
+    number = int.from_bytes(data, "big")
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, 62)
+        chars.append(_BASE62[digit])
+    return "".join(chars)
+
+
+def item_line_id(batch_id: str, line: int) -> str:
+    """The ``batch_req_…`` id of a line: stable, so a rewritten file says the same."""
+    return "batch_req_" + hashlib.sha256(f"{batch_id}:{line}".encode()).hexdigest()[:32]
+
+
+def result_file_id(batch_id: str, kind: str) -> str:
+    """The id of a batch's output or error file: stable, so finalizing twice is harmless."""
+    return "file-" + _base62_of(hashlib.sha256(f"{batch_id}:{kind}".encode()).digest(), 22)

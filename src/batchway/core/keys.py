@@ -4,24 +4,40 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Any
 
 from batchway.core import clock
 from batchway.core.ids import hash_key, new_api_key, new_id
 from batchway.core.models import ApiKey, BudgetPeriod, Principal
+from batchway.core.ports import KeyStore
 from batchway.errors import AuthError, InvalidRequest, NotFound
-from batchway.store.repository import KeyRepository
 
 __all__ = ["ADMIN", "KeyService"]
 
 ADMIN = Principal(key_id="admin", name="admin", is_admin=True)
 _CACHE_ENTRIES = 10_000
+# what ``update`` may change: the key's settings, never its id, hash or revocation
+_UPDATABLE = frozenset(
+    {
+        "name",
+        "models",
+        "rpm",
+        "rph",
+        "tpm",
+        "tph",
+        "budget_usd",
+        "budget_period",
+        "max_storage_bytes",
+        "max_files",
+    }
+)
 _CACHE_SECONDS = 30.0  # how long a process trusts what it knows of a key (revocation delay)
 
 
 class KeyService:
     """Creates keys and turns a presented key into a ``Principal``."""
 
-    def __init__(self, store: KeyRepository, admin_key: str | None) -> None:
+    def __init__(self, store: KeyStore, admin_key: str | None) -> None:
         self._store = store
         self._admin_key = admin_key
         self._known: dict[str, tuple[float, Principal | None]] = {}
@@ -35,6 +51,7 @@ class KeyService:
         rpm: int | None = None,
         tpm: int | None = None,
         tph: int | None = None,
+        rph: int | None = None,
         budget_usd: float | None = None,
         budget_period: BudgetPeriod | None = None,
         max_storage_bytes: int | None = None,
@@ -53,6 +70,7 @@ class KeyService:
             rpm=rpm,
             tpm=tpm,
             tph=tph,
+            rph=rph,
             budget_usd=budget_usd,
             budget_period=budget_period,
             max_storage_bytes=max_storage_bytes,
@@ -64,14 +82,31 @@ class KeyService:
     async def list(self) -> list[ApiKey]:
         return await self._store.list_keys()
 
+    async def update(self, key_id: str, changes: dict[str, Any]) -> ApiKey:
+        """Change a key's name, models, limits, budget or quota (a None value clears a limit)
+        and forget what this process knew of keys, so the change holds here at once."""
+        unknown = sorted(set(changes) - _UPDATABLE)
+        if unknown:
+            raise InvalidRequest(f"A key has no setting {unknown[0]!r}.", param=unknown[0])
+        if "name" in changes and not (changes["name"] or "").strip():
+            raise InvalidRequest("name must not be empty", param="name")
+        key = await self._store.update_key(key_id, changes)
+        if key is None:
+            raise NotFound(f"No key with id {key_id!r}.")
+        self._forget()
+        return key
+
+    def _forget(self) -> None:
+        self._known.clear()
+        self._by_id.clear()
+
     async def revoke(self, key_id: str) -> None:
         """Mark a key revoked and forget what this process knew of keys (other processes
         trust theirs for up to ``_CACHE_SECONDS``). ``AdminService.revoke_key`` also
         cancels the key's batches."""
         if not await self._store.revoke_key(key_id):
             raise NotFound(f"No key with id {key_id!r}.")
-        self._known.clear()
-        self._by_id.clear()
+        self._forget()
 
     async def principal_by_id(self, key_id: str) -> Principal | None:
         """The principal of a key id (its limits and budget), trusted for a few seconds."""
@@ -84,6 +119,11 @@ class KeyService:
             self._by_id.clear()
         self._by_id[key_id] = (time.monotonic() + _CACHE_SECONDS, principal)
         return principal
+
+    async def active(self, key_id: str) -> ApiKey | None:
+        """A key that is not revoked, read afresh (for sessions that name a key by id)."""
+        key = await self._store.get_key(key_id)
+        return key if key is not None and not key.revoked else None
 
     def is_admin(self, token: str) -> bool:
         return self._admin_key is not None and hmac.compare_digest(token, self._admin_key)

@@ -42,6 +42,7 @@ class Principal:
     rpm: int | None = None  # requests per minute
     tpm: int | None = None  # tokens per minute
     tph: int | None = None  # tokens per hour
+    rph: int | None = None  # requests per hour
     budget_usd: float | None = None
     budget_period: BudgetPeriod | None = None  # None: the budget never resets
     max_storage_bytes: int | None = None  # None: the config's limit
@@ -49,7 +50,7 @@ class Principal:
 
     @property
     def limited(self) -> bool:
-        return self.rpm is not None or self.tpm is not None or self.tph is not None
+        return any(v is not None for v in (self.rpm, self.rph, self.tpm, self.tph))
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -72,6 +73,7 @@ class ApiKey:
     budget_period: BudgetPeriod | None = None
     max_storage_bytes: int | None = None
     max_files: int | None = None
+    rph: int | None = None
 
     def principal(self) -> Principal:
         return Principal(
@@ -81,6 +83,7 @@ class ApiKey:
             rpm=self.rpm,
             tpm=self.tpm,
             tph=self.tph,
+            rph=self.rph,
             budget_usd=self.budget_usd,
             budget_period=self.budget_period,
             max_storage_bytes=self.max_storage_bytes,
@@ -228,6 +231,21 @@ class ItemOutcome:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LineRecord:
+    """An outcome as the store writes it: priced, with its request-log row when the line
+    went upstream (or was refused), so that storing it is all that is left to do."""
+
+    outcome: ItemOutcome
+    batch_id: str
+    cost_usd: float = 0.0
+    log: RequestLog | None = None
+
+    @property
+    def item_id(self) -> int:
+        return int(self.outcome.item_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Page(Generic[T]):
     """One page of a cursor-paginated listing."""
 
@@ -263,3 +281,39 @@ class RequestLog:
     request_body: bytes | None = None
     response_body: bytes | None = None
     id: int | None = None  # set once stored
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemResult:
+    """A finished line as its result file (or results stream) shows it."""
+
+    id: int
+    line: int
+    custom_id: str
+    state: ItemState
+    status_code: int | None = None
+    response: bytes | None = None
+    request_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamBatchRow:
+    """What the gateway knows of one batch submitted upstream."""
+
+    id: str
+    provider: str
+    endpoint: str
+    model: str
+    state: str  # preparing, submitted, collected
+    lines: int
+    upstream_file_id: str | None
+    upstream_batch_id: str | None
+    poll_interval: float
+    failures: int
+
+    @property
+    def owner(self) -> str:
+        """The lease owner of its lines."""
+        return f"native:{self.id}"

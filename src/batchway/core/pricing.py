@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Final
 
-from batchway.config import PriceConfig
+from batchway.config import NATIVE_BATCH_DISCOUNT, PriceConfig
 from batchway.core.models import Usage
 
 __all__ = ["DEFAULT_PRICES", "PriceTable"]
@@ -28,8 +28,8 @@ def _price(input: float, output: float, cached: float | None = None) -> PriceCon
 
 # List prices (input, output, cached input) in USD per million tokens, as published by OpenAI
 # (openai.com/api/pricing) and Anthropic (docs' "Pricing" page) in November 2025, cross-checked
-# against third-party copies of those pages. Both vendors' batch APIs take 50% off everything,
-# which is PriceConfig's default ``batch_discount``. Not modelled: Anthropic's cache writes
+# against third-party copies of those pages. Both vendors' batch APIs take 50% off everything
+# (NATIVE_BATCH_DISCOUNT), which lines run through them get. Not modelled: Anthropic's cache writes
 # (1.25x input; usage counts them as plain input) and its long-context (>200k) Sonnet rates.
 DEFAULT_PRICES: Final[Mapping[str, PriceConfig]] = MappingProxyType(
     {
@@ -137,20 +137,32 @@ class PriceTable:
             name = name[: match.start()]
         return None
 
-    def cost(self, models: Sequence[str], usage: Usage, *, batch: bool) -> float:
-        """The cost in USD of ``usage`` at the price of the first of ``models`` (the public
-        name, then the upstream one) that has a price; 0.0 if none has.
-
-        ``batch`` prices at the batch rate: ``batch_input``/``batch_output`` when set, else
-        the normal rates (cached input included) less ``batch_discount``.
-        """
+    def _first(self, models: Sequence[str]) -> PriceConfig | None:
         if isinstance(models, str):  # a lone name, not a sequence of one-letter names
             models = (models,)
         for model in models:
             price = self.price(model)
             if price is not None:
-                return _cost(price, usage, batch)
-        return 0.0
+                return price
+        return None
+
+    def cost(self, models: Sequence[str], usage: Usage, *, batch: bool) -> float:
+        """The cost in USD of ``usage`` at the price of the first of ``models`` (the public
+        name, then the upstream one) that has a price; 0.0 if none has.
+
+        ``batch`` prices at the batch rate: ``batch_input``/``batch_output`` when set, else
+        the normal rates (cached input included) less the batch discount.
+        """
+        price = self._first(models)
+        return _cost(price, usage, batch) if price is not None else 0.0
+
+    def line_cost(self, models: Sequence[str], usage: Usage, *, native: bool) -> float:
+        """The cost of a batch line: at the batch price if it ran through a provider's
+        native batch API, or if the config gives the model a batch price of its own."""
+        price = self._first(models)
+        if price is None:
+            return 0.0
+        return _cost(price, usage, native or price.own_batch_price)
 
 
 def _cost(price: PriceConfig, usage: Usage, batch: bool) -> float:
@@ -160,7 +172,8 @@ def _cost(price: PriceConfig, usage: Usage, batch: bool) -> float:
     input_rate, output_rate = price.input, price.output
     cached_rate = price.cached_input if price.cached_input is not None else price.input
     if batch:
-        keep = 1.0 - price.batch_discount
+        discount = price.batch_discount
+        keep = 1.0 - (discount if discount is not None else NATIVE_BATCH_DISCOUNT)
         if price.cached_input is not None:
             cached_rate = price.cached_input * keep
         else:  # cached input costs what input costs

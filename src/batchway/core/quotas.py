@@ -16,7 +16,8 @@ from typing import TypeVar
 
 from batchway.config import Config
 from batchway.core.models import Principal
-from batchway.core.ratelimit import Decision, Limit, RateLimiter, Ticket, hold
+from batchway.core.ports import RateLimiter
+from batchway.core.ratelimit import Decision, Limit, Ticket, hold
 from batchway.errors import StoreError
 
 T = TypeVar("T")
@@ -72,6 +73,8 @@ class Quotas:
         charges: list[tuple[Limit, int]] = []
         if principal.rpm is not None:
             charges.append((Limit("requests", principal.rpm, _MINUTE), 1))
+        if principal.rph is not None:
+            charges.append((Limit("requests", principal.rph, _HOUR), 1))
         if principal.tpm is not None:
             charges.append((Limit("tokens", principal.tpm, _MINUTE), tokens))
         if principal.tph is not None:

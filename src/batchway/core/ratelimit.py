@@ -18,7 +18,10 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from batchway.core.ports import RateLimiter
 
 __all__ = [
     "BUCKETS",
@@ -26,7 +29,6 @@ __all__ = [
     "Limit",
     "LimitState",
     "MemoryRateLimiter",
-    "RateLimiter",
     "Ticket",
     "WindowView",
     "bucket_index",
@@ -89,31 +91,6 @@ class Decision:
     retry_after: float  # seconds until this same charge could pass; 0.0 if allowed
     states: tuple[LimitState, ...]  # one per charged limit, in the order given
     ticket: Ticket | None  # set when allowed
-
-
-class RateLimiter(Protocol):
-    """Rolling-window counters, shared by everything that charges the same subject."""
-
-    async def acquire(
-        self, subject: str, charges: Sequence[tuple[Limit, int]], *, share: float = 1.0
-    ) -> Decision:
-        """Charge every ``(limit, amount)`` of ``subject``, or none of them.
-
-        ``subject`` names whose windows these are (``key:key_abc``, ``provider:openai``); each
-        ``(subject, unit, seconds)`` is one window. A charge with ``share`` below 1 may only
-        fill a window up to ``floor(limit * share)``. A charge larger than that passes when its
-        window is empty, so that it is not held back forever. Raises ``ValueError`` for a
-        ``share`` outside ``(0, 1]`` or a negative amount.
-        """
-        ...
-
-    async def settle(self, ticket: Ticket, tokens: int) -> None:
-        """The call really used ``tokens``: correct every ``tokens`` charge of the ticket in
-        the bucket it was charged in (which may go negative). Buckets that already left their
-        window are not touched."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 # -- window arithmetic, shared by every backend ---------------------------------------------

@@ -3,10 +3,15 @@
 In a batch, a public name with the ``-batch`` suffix (``gpt-4o-mini-batch``) names the model
 without it, unless the suffixed name is configured itself: clients of batch-only services
 write model names that way. Synchronous routes never strip the suffix.
+
+A router may also know other names (aliases) of public models: the composition root gives it
+the deployment names of the Azure dialect. A batch line may name its model by an alias, in
+any dialect; an alias never shadows a public name (the config refuses that).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from batchway.config import Config
@@ -28,7 +33,7 @@ class Route:
 class Router:
     """Resolves public model names from the config (held in memory: no I/O per request)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, aliases: Mapping[str, str] | None = None) -> None:
         self._routes = {
             name: tuple(
                 Route(provider=r.provider, model=r.model, weight=r.weight)
@@ -41,6 +46,12 @@ class Router:
             for name, routes in self._routes.items()
             for route in routes
         }
+        # only aliases of configured models, and never one that is a public name itself
+        self._aliases = {
+            alias: model
+            for alias, model in (aliases or {}).items()
+            if model in self._routes and alias not in self._routes
+        }
 
     @property
     def public_models(self) -> list[str]:
@@ -50,11 +61,19 @@ class Router:
         """The routes of a model, first choice first; empty when the model is unknown."""
         return self._routes.get(public_model, ())
 
-    def batch_model(self, name: str) -> str | None:
-        """The public model a batch line's ``model`` names: itself when configured, else the
-        name less a ``-batch`` suffix when that is configured; None when neither is."""
+    def public_model(self, name: str) -> str | None:
+        """The public model ``name`` names: itself when configured, else the model it is an
+        alias of; None when it is neither."""
         if name in self._routes:
             return name
+        return self._aliases.get(name)
+
+    def batch_model(self, name: str) -> str | None:
+        """The public model a batch line's ``model`` names: as ``public_model`` says, else
+        the name less a ``-batch`` suffix when that is configured; None otherwise."""
+        public = self.public_model(name)
+        if public is not None:
+            return public
         base = name.removesuffix(BATCH_SUFFIX)
         if base != name and base in self._routes:
             return base

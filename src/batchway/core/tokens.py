@@ -33,6 +33,8 @@ from typing import Any, Final
 
 import orjson
 
+from batchway.core.endpoints import Endpoint
+
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
     "FILE_TOKENS",
@@ -63,12 +65,6 @@ _MAX_DEPTH: Final = 16  # deeper content is not counted (and cannot exhaust the 
 # Longer texts use the heuristic even with tiktoken: encoding is linear but costs about a
 # microsecond per 10 bytes, and a megabyte prompt must not stall the event loop.
 _EXACT_LIMIT: Final = 64 * 1024
-
-CHAT: Final = "/v1/chat/completions"
-MESSAGES: Final = "/v1/messages"
-COMPLETIONS: Final = "/v1/completions"
-RESPONSES: Final = "/v1/responses"
-EMBEDDINGS: Final = "/v1/embeddings"
 
 
 # --- counting text ---------------------------------------------------------------------------
@@ -401,30 +397,30 @@ def _other_input(body: dict[str, Any], count: TextCounter) -> int:
     return total
 
 
-_INPUT: Final[dict[str, Callable[[dict[str, Any], TextCounter], int]]] = {
-    CHAT: _chat_input,
-    MESSAGES: _messages_input,
-    COMPLETIONS: _completions_input,
-    RESPONSES: _responses_input,
-    EMBEDDINGS: _embeddings_input,
+_INPUT: Final[dict[Endpoint, Callable[[dict[str, Any], TextCounter], int]]] = {
+    Endpoint.CHAT: _chat_input,
+    Endpoint.MESSAGES: _messages_input,
+    Endpoint.COMPLETIONS: _completions_input,
+    Endpoint.RESPONSES: _responses_input,
+    Endpoint.EMBEDDINGS: _embeddings_input,
 }
-_OUTPUT_LIMITS: Final[dict[str, tuple[str, ...]]] = {
-    CHAT: ("max_completion_tokens", "max_tokens"),
-    MESSAGES: ("max_tokens",),
-    COMPLETIONS: ("max_tokens",),
-    RESPONSES: ("max_output_tokens",),
-    EMBEDDINGS: (),
+_OUTPUT_LIMITS: Final[dict[Endpoint, tuple[str, ...]]] = {
+    Endpoint.CHAT: ("max_completion_tokens", "max_tokens"),
+    Endpoint.MESSAGES: ("max_tokens",),
+    Endpoint.COMPLETIONS: ("max_tokens",),
+    Endpoint.RESPONSES: ("max_output_tokens",),
+    Endpoint.EMBEDDINGS: (),
 }
 _ANY_LIMIT: Final = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
-def _endpoint(endpoint: str) -> str:
-    if endpoint in _INPUT:
-        return endpoint
+def _endpoint(endpoint: str) -> Endpoint | None:
+    """The endpoint a path names, more tolerantly than ``Endpoint.parse`` (estimates run on
+    any path a proxied request may have); None for one we do not know."""
     path = endpoint.rstrip("/")  # tolerate "chat/completions", "/v1/embeddings/"
     if not path.startswith("/v1/"):
         path = "/v1/" + path.lstrip("/")
-    return path
+    return Endpoint.parse(path)
 
 
 def _count(value: Any) -> int | None:
@@ -444,7 +440,8 @@ def estimate_input_tokens(
     """
     if not isinstance(body, dict):
         return 0
-    read = _INPUT.get(_endpoint(endpoint), _other_input)
+    known = _endpoint(endpoint)
+    read = _INPUT[known] if known is not None else _other_input
     return read(body, count or text_counter())
 
 
@@ -452,21 +449,25 @@ def estimate_output_tokens(endpoint: str, body: dict[str, Any]) -> int:
     """Output tokens one request may produce: its limit (``max_completion_tokens``,
     ``max_tokens`` or ``max_output_tokens``) or :data:`DEFAULT_OUTPUT_TOKENS`, times its
     choices (``n``, ``best_of``) and, for completions, its prompts. Embeddings produce none."""
-    endpoint = _endpoint(endpoint)
-    if endpoint == EMBEDDINGS or not isinstance(body, dict):
+    known = _endpoint(endpoint)
+    if known == Endpoint.EMBEDDINGS or not isinstance(body, dict):
         return 0
     limit: int | None = None
-    for key in _OUTPUT_LIMITS.get(endpoint, _ANY_LIMIT):
+    for key in _OUTPUT_LIMITS[known] if known is not None else _ANY_LIMIT:
         value = body.get(key)
         if type(value) is int and value >= 0:
             limit = value
             break
     if limit is None:
-        limit = COMPLETIONS_DEFAULT_MAX_TOKENS if endpoint == COMPLETIONS else DEFAULT_OUTPUT_TOKENS
-    if endpoint == CHAT:
+        limit = (
+            COMPLETIONS_DEFAULT_MAX_TOKENS
+            if known == Endpoint.COMPLETIONS
+            else DEFAULT_OUTPUT_TOKENS
+        )
+    if known == Endpoint.CHAT:
         n = body.get("n")
         return limit * min(n, MAX_CHOICES) if type(n) is int and n > 1 else limit
-    if endpoint == COMPLETIONS:
+    if known == Endpoint.COMPLETIONS:
         choices = max(_count(body.get("n")) or 1, _count(body.get("best_of")) or 1)
         return limit * min(choices, MAX_CHOICES) * _prompt_count(body.get("prompt"))
     return limit

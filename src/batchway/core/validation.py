@@ -15,38 +15,22 @@ from typing import Any
 import orjson
 
 from batchway.config import BatchLimits
+from batchway.core.endpoints import Endpoint
 from batchway.core.models import BatchError, NewItem, Principal
 from batchway.core.nesting import nested_deeper
 from batchway.core.routing import Router
 
 __all__ = [
     "MAX_CUSTOM_ID_LENGTH",
-    "MESSAGES_ENDPOINT",
-    "SUPPORTED_ENDPOINTS",
     "InputValidator",
     "RefusedLine",
     "input_lines",
-    "normalize_endpoint",
     "split_lines",
 ]
 
-SUPPORTED_ENDPOINTS = (
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/completions",
-    "/v1/responses",
-    "/v1/messages",
-)
-MESSAGES_ENDPOINT = "/v1/messages"
 MAX_CUSTOM_ID_LENGTH = 512
 MAX_EMBEDDING_INPUTS = 50_000
 _BOM = b"\xef\xbb\xbf"
-
-
-def normalize_endpoint(url: str) -> str | None:
-    """``/v1/chat/completions`` for either that or Azure's ``/chat/completions``."""
-    url = url if url.startswith("/v1/") else "/v1" + url
-    return url if url in SUPPORTED_ENDPOINTS else None
 
 
 def _embedding_inputs(given: Any) -> int:
@@ -135,7 +119,7 @@ class InputValidator:
         self._trailing_blank: int | None = None
         self.max_lines = (
             limits.max_message_batch_requests
-            if endpoint == MESSAGES_ENDPOINT
+            if endpoint == Endpoint.MESSAGES
             else limits.max_batch_lines
         )
 
@@ -239,11 +223,12 @@ class InputValidator:
             self._error(number, "invalid_request", "method must be 'POST'.", "method")
             return None
         url = line.get("url")
-        if not isinstance(url, str) or normalize_endpoint(url) != self.endpoint:
+        if not isinstance(url, str) or Endpoint.parse(url) != self.endpoint:
             self._error(
                 number,
                 "url_mismatch",
-                f"The url {url!r} does not match the batch endpoint {self.endpoint!r}.",
+                # str(): the endpoint's path, not an Endpoint's repr, whichever was given
+                f"The url {url!r} does not match the batch endpoint {str(self.endpoint)!r}.",
                 "url",
             )
             return None
@@ -273,7 +258,7 @@ class InputValidator:
                 number, "invalid_request", "stream is not allowed in a batch.", "body.stream"
             )
             return None
-        if self.endpoint == MESSAGES_ENDPOINT:
+        if self.endpoint == Endpoint.MESSAGES:
             max_tokens = body.get("max_tokens")
             if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
                 self._error(
@@ -283,7 +268,7 @@ class InputValidator:
                     "body.max_tokens",
                 )
                 return None
-        if self.endpoint == "/v1/embeddings":
+        if self.endpoint == Endpoint.EMBEDDINGS:
             before = self._embedding_inputs
             self._embedding_inputs += _embedding_inputs(body.get("input"))
             if self._embedding_inputs > MAX_EMBEDDING_INPUTS:

@@ -1,10 +1,10 @@
 """Async clients for the providers' *native* batch APIs: the I/O the native batch mode uses.
 
 `OpenAIBatchClient` speaks OpenAI Files + Batches, and Azure OpenAI's classic flavour of them
-(``api-version`` on every call); `AnthropicBatchClient` speaks Anthropic Message Batches
-(spec: ``/work/shared/spec/batch-apis.md`` §1-5). Both ride on a pooled `HttpUpstream`, so
-auth lives in its session headers and every failure arrives as an ``UpstreamError``: 429 and
-5xx (and connection errors, timeouts) are retryable, other 4xx final. A 2xx answer that is
+(``api-version`` on every call); `AnthropicBatchClient` speaks Anthropic Message Batches.
+Both ride on a pooled `HttpUpstream`, so auth lives in its session headers and every
+failure arrives as an ``UpstreamError``: 429 and 5xx (and connection errors, timeouts) are
+retryable, other 4xx final. A 2xx answer that is
 not the expected object is `UpstreamUnavailable` (retryable), as `parse_answer` decides.
 
 Answers are normalized into frozen dataclasses that tolerate Azure's quirks (capitalised

@@ -31,15 +31,7 @@ from batchway.errors import (
 )
 from batchway.providers._masking import SecretMask
 
-__all__ = [
-    "CHAT_ENDPOINT",
-    "MESSAGES_ENDPOINT",
-    "HttpUpstream",
-    "parse_answer",
-]
-
-CHAT_ENDPOINT = "/v1/chat/completions"
-MESSAGES_ENDPOINT = "/v1/messages"
+__all__ = ["HttpUpstream", "parse_answer"]
 
 
 def parse_answer(data: bytes) -> Any:

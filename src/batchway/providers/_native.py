@@ -10,113 +10,44 @@ dialect of the line's endpoint.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from batchway.core.endpoints import Endpoint
 from batchway.core.models import BatchItem, ItemOutcome
+from batchway.core.ports import NativeStatus
 from batchway.core.states import ItemState
 from batchway.core.usage import usage_of
 from batchway.core.validation import split_lines
-from batchway.errors import UntranslatableRequest, UpstreamError, UpstreamRejected
+from batchway.dialects.chat_messages.errors import dialect_error_body
+from batchway.dialects.chat_messages.replies import (
+    chat_to_messages_response,
+    messages_to_chat_response,
+    status_for_anthropic_error_type,
+)
+from batchway.dialects.chat_messages.requests import (
+    chat_to_messages_request,
+    messages_to_chat_request,
+)
+from batchway.errors import UntranslatableRequest, UpstreamRejected
 from batchway.providers._batch_clients import (
     AnthropicBatchClient,
     OpenAIBatchClient,
     UpstreamBatch,
     UpstreamMessageBatch,
 )
-from batchway.providers._chat_messages import chat_to_messages_request, messages_to_chat_request
-from batchway.providers._chat_messages_replies import (
-    anthropic_error_from_openai,
-    chat_to_messages_response,
-    messages_to_chat_response,
-    openai_error_from_anthropic,
-    status_for_anthropic_error_type,
-)
-from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT
 
 __all__ = [
     "METADATA_KEY",
     "AnthropicNativeBatches",
-    "NativeBatchAPI",
-    "NativeStatus",
     "OpenAINativeBatches",
-    "dialect_error_body",
 ]
 
 METADATA_KEY = "batchway_upstream"
 OPENAI_MAX_BYTES = 190 * 1024 * 1024  # under the 200 MB input file limit, with room to spare
 ANTHROPIC_MAX_BYTES = 240 * 1024 * 1024  # under the 256 MB request limit
 _NOT_RUN = {"batch_expired", "batch_cancelled"}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NativeStatus:
-    """An upstream batch as last seen."""
-
-    id: str
-    status: str
-    terminal: bool
-    cancelling: bool
-    # the batch failed as a whole, with no results (e.g. a quota refused at validation)
-    failure: str | None = None
-    raw: Any = None
-
-
-class NativeBatchAPI(Protocol):
-    """What native batch mode needs of a provider's batch API."""
-
-    endpoints: frozenset[str]
-    max_lines: int
-    max_bytes: int
-    fallback: bool  # run lines as calls when the provider refuses a batch
-    poll_seconds: tuple[float, float]
-    can_find: bool  # can an upstream batch be found again by our reference
-
-    async def prepare(
-        self, ref: str, endpoint: str, lines: list[BatchItem]
-    ) -> tuple[str | None, list[ItemOutcome]]:
-        """Upload what the batch needs (if anything); returns an upstream file id and the
-        failures of lines that cannot be sent."""
-        ...
-
-    async def create(
-        self, ref: str, endpoint: str, file_id: str | None, lines: list[BatchItem]
-    ) -> NativeStatus: ...
-
-    async def find(self, ref: str) -> NativeStatus | None: ...
-
-    async def retrieve(self, upstream_id: str) -> NativeStatus: ...
-
-    async def cancel(self, upstream_id: str) -> NativeStatus: ...
-
-    def results(self, status: NativeStatus, endpoint: str) -> AsyncIterator[ItemOutcome]:
-        """The outcomes of the lines the upstream ran (never-run lines are left out)."""
-        ...
-
-
-def dialect_error_body(error: UpstreamError, endpoint: str) -> bytes:
-    """The provider's error body in the dialect of the line's endpoint (the Anthropic
-    envelope for ``/v1/messages``, the OpenAI one otherwise), whichever the provider spoke."""
-    parsed: Any = None
-    if error.body:
-        try:
-            parsed = orjson.loads(error.body)
-        except orjson.JSONDecodeError:
-            parsed = None
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("error"), dict):
-        parsed = {"error": {"message": error.message, "type": error.error_type}}
-    anthropic_shaped = parsed.get("type") == "error"
-    status = error.status or error.status_code
-    if endpoint == MESSAGES_ENDPOINT:
-        if not anthropic_shaped:
-            parsed = anthropic_error_from_openai(parsed, status, request_id=error.request_id)
-    elif anthropic_shaped:
-        parsed = openai_error_from_anthropic(parsed)
-    else:
-        parsed["error"] = {"param": None, "code": None, **parsed["error"]}
-    return orjson.dumps(parsed)
 
 
 def _translated(
@@ -163,7 +94,7 @@ class OpenAINativeBatches:
         self,
         client: OpenAIBatchClient,
         *,
-        endpoints: frozenset[str],
+        endpoints: frozenset[Endpoint],
         max_lines: int,
         fallback: bool,
         poll_seconds: tuple[float, float],
@@ -177,11 +108,11 @@ class OpenAINativeBatches:
 
     @staticmethod
     def _upstream_endpoint(endpoint: str) -> str:
-        return CHAT_ENDPOINT if endpoint == MESSAGES_ENDPOINT else endpoint
+        return Endpoint.CHAT if endpoint == Endpoint.MESSAGES else endpoint
 
     @staticmethod
     def _translate(endpoint: str) -> Callable[[bytes], bytes]:
-        if endpoint != MESSAGES_ENDPOINT:
+        if endpoint != Endpoint.MESSAGES:
             return lambda body: body
         return lambda body: orjson.dumps(messages_to_chat_request(orjson.loads(body)))
 
@@ -254,7 +185,7 @@ class OpenAINativeBatches:
             body = response.get("body")
             request_id = response.get("request_id") or None
             if 200 <= status < 300:
-                if endpoint == MESSAGES_ENDPOINT and isinstance(body, dict):
+                if endpoint == Endpoint.MESSAGES and isinstance(body, dict):
                     body = chat_to_messages_response(body)
                 return _succeeded(item_id, body, request_id)
             refusal = UpstreamRejected(
@@ -304,14 +235,14 @@ class AnthropicNativeBatches:
     ) -> None:
         self._client = client
         self._default_max_tokens = default_max_tokens
-        self.endpoints = frozenset({MESSAGES_ENDPOINT, CHAT_ENDPOINT})
+        self.endpoints = frozenset({Endpoint.MESSAGES, Endpoint.CHAT})
         self.max_lines = max_lines
         self.max_bytes = ANTHROPIC_MAX_BYTES
         self.fallback = fallback
         self.poll_seconds = poll_seconds
 
     def _translate(self, endpoint: str) -> Callable[[bytes], bytes]:
-        if endpoint == MESSAGES_ENDPOINT:
+        if endpoint == Endpoint.MESSAGES:
             return lambda body: body
         return lambda body: orjson.dumps(
             chat_to_messages_request(
@@ -360,7 +291,7 @@ class AnthropicNativeBatches:
             kind = result.get("type")
             if kind == "succeeded":
                 message = _dict(result.get("message"))
-                if endpoint == CHAT_ENDPOINT:
+                if endpoint == Endpoint.CHAT:
                     message = messages_to_chat_response(message)
                 yield _succeeded(item_id, message, None)
             elif kind == "errored":

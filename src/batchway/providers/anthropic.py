@@ -9,17 +9,19 @@ from collections.abc import AsyncIterator
 import orjson
 
 from batchway.config import ProviderConfig
+from batchway.core.endpoints import Endpoint
+from batchway.core.ports import NativeBatchAPI, UpstreamResponse
+from batchway.dialects.chat_messages.replies import messages_to_chat_response
+from batchway.dialects.chat_messages.requests import chat_to_messages_request
+from batchway.dialects.chat_messages.streams import MessageEventsToChatChunks
+from batchway.dialects.sse import DONE, sse_data, sse_events
 from batchway.errors import UpstreamRejected
 from batchway.providers._batch_clients import AnthropicBatchClient
-from batchway.providers._chat_messages import chat_to_messages_request
-from batchway.providers._chat_messages_replies import messages_to_chat_response
-from batchway.providers._chat_messages_stream import MessageEventsToChatChunks
-from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
-from batchway.providers._native import AnthropicNativeBatches, NativeBatchAPI
-from batchway.providers._sse import DONE, sse_data, sse_events
-from batchway.providers.base import UpstreamResponse
+from batchway.providers._http import HttpUpstream, parse_answer
+from batchway.providers._native import AnthropicNativeBatches
+from batchway.providers.kind import ProviderKind
 
-__all__ = ["API_VERSION", "DEFAULT_BASE_URL", "PROVIDER_TYPE", "AnthropicProvider"]
+__all__ = ["API_VERSION", "DEFAULT_BASE_URL", "KIND", "PROVIDER_TYPE", "AnthropicProvider"]
 
 PROVIDER_TYPE = "anthropic"
 API_VERSION = "2023-06-01"
@@ -51,10 +53,10 @@ class AnthropicProvider:
             )
 
     async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
-        if endpoint == MESSAGES_ENDPOINT:
-            status, data, request_id = await self._http.post(MESSAGES_ENDPOINT, body)
+        if endpoint == Endpoint.MESSAGES:
+            status, data, request_id = await self._http.post(Endpoint.MESSAGES, body)
             return UpstreamResponse(status=status, body=data, request_id=request_id)
-        if endpoint != CHAT_ENDPOINT:
+        if endpoint != Endpoint.CHAT:
             raise UpstreamRejected(
                 f"Anthropic models do not serve {endpoint}; only chat completions and messages.",
                 status=400,
@@ -62,22 +64,22 @@ class AnthropicProvider:
         request = chat_to_messages_request(
             orjson.loads(body), default_max_tokens=self._default_max_tokens
         )
-        status, data, request_id = await self._http.post(MESSAGES_ENDPOINT, orjson.dumps(request))
+        status, data, request_id = await self._http.post(Endpoint.MESSAGES, orjson.dumps(request))
         completion = messages_to_chat_response(parse_answer(data))
         return UpstreamResponse(status=status, body=orjson.dumps(completion), request_id=request_id)
 
     async def stream(self, endpoint: str, body: bytes) -> AsyncIterator[bytes]:
-        if endpoint == MESSAGES_ENDPOINT:
-            async for chunk in self._http.stream(MESSAGES_ENDPOINT, body):
+        if endpoint == Endpoint.MESSAGES:
+            async for chunk in self._http.stream(Endpoint.MESSAGES, body):
                 yield chunk
             return
-        if endpoint != CHAT_ENDPOINT:
+        if endpoint != Endpoint.CHAT:
             raise UpstreamRejected(f"Anthropic models do not serve {endpoint}.", status=400)
         request = orjson.loads(body)
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         converted = chat_to_messages_request(request, default_max_tokens=self._default_max_tokens)
         chunks = MessageEventsToChatChunks(str(request.get("model", "")), include_usage)
-        upstream = self._http.stream(MESSAGES_ENDPOINT, orjson.dumps(converted))
+        upstream = self._http.stream(Endpoint.MESSAGES, orjson.dumps(converted))
         async for _, data in sse_events(upstream):
             for converted_chunk in chunks.feed(orjson.loads(data)):
                 yield sse_data(converted_chunk)
@@ -85,3 +87,6 @@ class AnthropicProvider:
 
     async def close(self) -> None:
         await self._http.close()
+
+
+KIND = ProviderKind(name=PROVIDER_TYPE, build=AnthropicProvider)  # base_url: DEFAULT_BASE_URL

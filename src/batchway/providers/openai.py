@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from batchway.config import ProviderConfig
+from batchway.core.endpoints import BATCH_ENDPOINTS
 from batchway.providers._batch_clients import OpenAIBatchClient
 from batchway.providers._native import OpenAINativeBatches
+from batchway.providers.kind import ProviderKind
 from batchway.providers.openai_compatible import OpenAICompatibleProvider
 
-__all__ = ["DEFAULT_BASE_URL", "NATIVE_ENDPOINTS", "PROVIDER_TYPE", "OpenAIProvider"]
+__all__ = ["DEFAULT_BASE_URL", "KIND", "NATIVE_ENDPOINTS", "PROVIDER_TYPE", "OpenAIProvider"]
 
 PROVIDER_TYPE = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-NATIVE_ENDPOINTS = frozenset(
-    {
-        "/v1/chat/completions",
-        "/v1/embeddings",
-        "/v1/completions",
-        "/v1/responses",
-        "/v1/messages",  # sent as chat completions, answered as messages
-    }
-)
+# every batch endpoint: Messages lines are sent as chat completions, answered as messages
+NATIVE_ENDPOINTS = frozenset(BATCH_ENDPOINTS)
 MAX_LINES = 50_000
 
 
@@ -37,3 +32,6 @@ class OpenAIProvider(OpenAICompatibleProvider):
                 fallback=config.batch == "auto",
                 poll_seconds=(config.batch_poll_seconds, config.batch_poll_max_seconds),
             )
+
+
+KIND = ProviderKind(name=PROVIDER_TYPE, build=OpenAIProvider)  # base_url: DEFAULT_BASE_URL

@@ -10,15 +10,16 @@ from collections.abc import AsyncIterator
 import orjson
 
 from batchway.config import ProviderConfig
-from batchway.providers._chat_messages import messages_to_chat_request
-from batchway.providers._chat_messages_replies import chat_to_messages_response
-from batchway.providers._chat_messages_stream import ChatChunksToMessageEvents
-from batchway.providers._http import CHAT_ENDPOINT, MESSAGES_ENDPOINT, HttpUpstream, parse_answer
-from batchway.providers._native import NativeBatchAPI
-from batchway.providers._sse import DONE, sse_event, sse_events
-from batchway.providers.base import UpstreamResponse
+from batchway.core.endpoints import Endpoint
+from batchway.core.ports import NativeBatchAPI, UpstreamResponse
+from batchway.dialects.chat_messages.replies import chat_to_messages_response
+from batchway.dialects.chat_messages.requests import messages_to_chat_request
+from batchway.dialects.chat_messages.streams import ChatChunksToMessageEvents
+from batchway.dialects.sse import DONE, sse_event, sse_events
+from batchway.providers._http import HttpUpstream, parse_answer
+from batchway.providers.kind import ProviderKind
 
-__all__ = ["PROVIDER_TYPE", "OpenAICompatibleProvider"]
+__all__ = ["KIND", "PROVIDER_TYPE", "OpenAICompatibleProvider"]
 
 PROVIDER_TYPE = "openai-compatible"
 
@@ -29,7 +30,7 @@ class OpenAICompatibleProvider:
     native: NativeBatchAPI | None = None
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
-        assert config.base_url is not None  # the config checks this
+        assert config.base_url is not None  # KIND.check makes sure of it
         self.name = name
         self.max_concurrency = config.max_concurrency
         headers = dict(config.headers)
@@ -43,7 +44,7 @@ class OpenAICompatibleProvider:
         return endpoint[3:] if self._strip_v1 and endpoint.startswith("/v1/") else endpoint
 
     async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
-        if endpoint == MESSAGES_ENDPOINT:
+        if endpoint == Endpoint.MESSAGES:
             return await self._send_messages(body)
         status, data, request_id = await self._http.post(self._path(endpoint), body)
         return UpstreamResponse(status=status, body=data, request_id=request_id)
@@ -52,20 +53,20 @@ class OpenAICompatibleProvider:
         """A Messages request, run as a chat completion and answered as a Message."""
         chat = messages_to_chat_request(orjson.loads(body), allow_extensions=self._allow_extensions)
         status, data, request_id = await self._http.post(
-            self._path(CHAT_ENDPOINT), orjson.dumps(chat)
+            self._path(Endpoint.CHAT), orjson.dumps(chat)
         )
         message = chat_to_messages_response(parse_answer(data))
         return UpstreamResponse(status=status, body=orjson.dumps(message), request_id=request_id)
 
     async def stream(self, endpoint: str, body: bytes) -> AsyncIterator[bytes]:
-        if endpoint != MESSAGES_ENDPOINT:
+        if endpoint != Endpoint.MESSAGES:
             async for chunk in self._http.stream(self._path(endpoint), body):
                 yield chunk
             return
         request = orjson.loads(body)
         chat = messages_to_chat_request(request, allow_extensions=self._allow_extensions)
         events = ChatChunksToMessageEvents(str(request.get("model", "")))
-        upstream = self._http.stream(self._path(CHAT_ENDPOINT), orjson.dumps(chat))
+        upstream = self._http.stream(self._path(Endpoint.CHAT), orjson.dumps(chat))
         async for _, data in sse_events(upstream):
             if data == DONE:
                 break
@@ -76,3 +77,6 @@ class OpenAICompatibleProvider:
 
     async def close(self) -> None:
         await self._http.close()
+
+
+KIND = ProviderKind(name=PROVIDER_TYPE, build=OpenAICompatibleProvider, needs_base_url=True)

@@ -19,14 +19,15 @@ from typing import Any, NoReturn
 import orjson
 
 from batchway.config import ProviderConfig
+from batchway.core.endpoints import Endpoint
+from batchway.core.ports import NativeBatchAPI, UpstreamResponse
+from batchway.dialects.chat_messages.replies import chat_to_messages_response
+from batchway.dialects.chat_messages.requests import messages_to_chat_request
+from batchway.dialects.sse import DONE, sse_data, sse_event
 from batchway.errors import UpstreamRejected
-from batchway.providers._chat_messages import messages_to_chat_request
-from batchway.providers._chat_messages_replies import chat_to_messages_response
-from batchway.providers._native import NativeBatchAPI
-from batchway.providers._sse import DONE, sse_data, sse_event
-from batchway.providers.base import UpstreamResponse
+from batchway.providers.kind import ProviderKind
 
-__all__ = ["PROVIDER_TYPE", "SimulatedProvider"]
+__all__ = ["KIND", "PROVIDER_TYPE", "SimulatedProvider"]
 
 PROVIDER_TYPE = "simulated"
 FINGERPRINT = "batchway-simulated"
@@ -78,24 +79,24 @@ def _is_count(value: Any) -> bool:
 
 # the fields the answers are computed from, and what each must be (as OpenAI checks them)
 _FIELD_CHECKS: dict[str, tuple[tuple[str, str, Callable[[Any], bool]], ...]] = {
-    "/v1/chat/completions": (
+    Endpoint.CHAT: (
         ("messages", "an array", lambda v: isinstance(v, list)),
         ("max_tokens", "a positive integer", _is_count),
         ("max_completion_tokens", "a positive integer", _is_count),
         ("stream_options", "an object", lambda v: isinstance(v, dict)),
     ),
-    "/v1/completions": (
+    Endpoint.COMPLETIONS: (
         ("prompt", "a string or an array", lambda v: isinstance(v, (str, list))),
         ("max_tokens", "a positive integer", _is_count),
     ),
-    "/v1/embeddings": (
+    Endpoint.EMBEDDINGS: (
         (
             "dimensions",
             f"an integer from 1 to {_MAX_DIMENSIONS}",
             lambda v: _is_count(v) and v <= _MAX_DIMENSIONS,
         ),
     ),
-    "/v1/responses": (("max_output_tokens", "a positive integer", _is_count),),
+    Endpoint.RESPONSES: (("max_output_tokens", "a positive integer", _is_count),),
 }
 
 
@@ -126,24 +127,25 @@ class SimulatedProvider:
 
     async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
         request = orjson.loads(body)
-        if endpoint != "/v1/messages":  # a Messages request is checked as it is translated
+        if endpoint != Endpoint.MESSAGES:  # a Messages request is checked as it is translated
             _check_fields(endpoint, request)
         if self._latency:
             await asyncio.sleep(self._latency)
-        if endpoint == "/v1/messages":  # answered as a chat completion, in the Messages shape
+        if endpoint == Endpoint.MESSAGES:  # answered as a chat completion, in the Messages shape
             chat_request = messages_to_chat_request(request, allow_extensions=True)
-            _check_fields("/v1/chat/completions", chat_request)
+            _check_fields(Endpoint.CHAT, chat_request)
             chat = self._chat(chat_request)
             message = chat_to_messages_response(chat)
             return UpstreamResponse(
                 status=200, body=orjson.dumps(message), request_id=_request_id()
             )
-        handler = {
-            "/v1/chat/completions": self._chat,
-            "/v1/completions": self._completion,
-            "/v1/embeddings": self._embeddings,
-            "/v1/responses": self._response,
-        }.get(endpoint)
+        handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            Endpoint.CHAT: self._chat,
+            Endpoint.COMPLETIONS: self._completion,
+            Endpoint.EMBEDDINGS: self._embeddings,
+            Endpoint.RESPONSES: self._response,
+        }
+        handler = handlers.get(endpoint)
         if handler is None:
             raise UpstreamRejected(f"the simulated provider does not serve {endpoint}", status=404)
         answer = handler(request)
@@ -153,7 +155,7 @@ class SimulatedProvider:
         """The same answer as ``send``, streamed as one text delta (Messages events, or chat
         chunks for chat completions)."""
         answer = orjson.loads((await self.send(endpoint, body)).body)
-        if endpoint == "/v1/messages":
+        if endpoint == Endpoint.MESSAGES:
             message = {**answer, "content": [], "stop_reason": None}
             text = answer["content"][0]["text"] if answer["content"] else ""
             for event in (
@@ -178,7 +180,7 @@ class SimulatedProvider:
             ):
                 yield sse_event(event)
             return
-        if endpoint != "/v1/chat/completions":
+        if endpoint != Endpoint.CHAT:
             raise UpstreamRejected(f"the simulated provider does not stream {endpoint}", status=400)
         choice = answer["choices"][0]
         base = {k: answer[k] for k in ("id", "created", "model", "system_fingerprint")}
@@ -304,6 +306,9 @@ class SimulatedProvider:
 
     async def close(self) -> None:
         return None
+
+
+KIND = ProviderKind(name=PROVIDER_TYPE, build=SimulatedProvider, simulated=True)
 
 
 def _text_block(text: str) -> dict[str, str]:

@@ -7,22 +7,20 @@ nothing special. A value the database refuses (such as a NUL character) is bad i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from batchway.core.models import (
-    RequestCounts,
-)
-from batchway.core.states import ItemState
 from batchway.errors import InvalidRequest
 
-__all__ = ["SqlBase", "counts_from_states", "create_engine"]
+__all__ = ["SqlBase", "create_engine"]
+
+_T = TypeVar("_T")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -77,21 +75,40 @@ def _is_data_error(exc: DBAPIError) -> bool:
     return False
 
 
-def counts_from_states(total: int, by_state: dict[str, int]) -> RequestCounts:
-    return RequestCounts(
-        total=total,
-        processing=by_state.get(ItemState.PENDING, 0) + by_state.get(ItemState.LEASED, 0),
-        succeeded=by_state.get(ItemState.SUCCEEDED, 0),
-        failed=by_state.get(ItemState.FAILED, 0),
-        cancelled=by_state.get(ItemState.CANCELLED, 0),
-        expired=by_state.get(ItemState.EXPIRED, 0),
-    )
+@asynccontextmanager
+async def _transaction(conn: AsyncConnection) -> AsyncIterator[None]:
+    """A transaction that has ended (committed or rolled back) whenever this exits, even
+    when the task is cancelled partway: a cancelled SQLite writer must not leave its
+    transaction open, holding the database's write lock, after the write lock is let go."""
+    transaction = await _to_the_end(conn.begin())
+    try:
+        yield
+    except BaseException:
+        await _to_the_end(transaction.rollback())
+        raise
+    await _to_the_end(transaction.commit())
+
+
+async def _to_the_end(step: Awaitable[_T]) -> _T:
+    """Await ``step`` to its end; a cancellation meanwhile is raised after it."""
+    task = asyncio.ensure_future(step)
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if task.done():
+                raise
+            cancelled = exc
+        else:
+            break
+    if cancelled is not None:
+        raise cancelled
+    return result
 
 
 class SqlBase:
     """An engine and the transactions every statement runs in."""
-
-    """Keys, files, batches and batch lines in one SQL database."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -115,12 +132,12 @@ class SqlBase:
         """A write transaction (serialised on SQLite, where writers would otherwise collide)."""
         with _refused_values():
             if not self.is_sqlite:
-                async with self.engine.begin() as conn:
+                async with self.engine.connect() as conn, _transaction(conn):
                     yield conn
                 return
             async with self._write_lock, self.engine.connect() as conn:
                 conn = await conn.execution_options(sqlite_immediate=True)
-                async with conn.begin():
+                async with _transaction(conn):
                     yield conn
 
     @asynccontextmanager

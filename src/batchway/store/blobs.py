@@ -11,39 +11,13 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
 
+from batchway.core.ports import BlobStore, BlobWriter
 from batchway.errors import ConfigError
 
-__all__ = ["BlobStore", "BlobWriter", "LocalBlobStore", "open_blob_store"]
+__all__ = ["LocalBlobStore", "open_blob_store"]
 
 CHUNK = 1 << 20  # 1 MiB: large enough to amortise the thread hop, small enough to stay flat
-
-
-class BlobWriter(Protocol):
-    """An open blob being written."""
-
-    async def write(self, data: bytes) -> None: ...
-
-    async def commit(self) -> int:
-        """Make the blob visible under its key; returns its size in bytes."""
-        ...
-
-    async def abort(self) -> None:
-        """Throw away what was written."""
-        ...
-
-
-class BlobStore(Protocol):
-    """Where file contents live."""
-
-    def writer(self, key: str) -> BlobWriter: ...
-
-    def chunks(self, key: str) -> AsyncIterator[bytes]:
-        """The blob's bytes, a chunk at a time."""
-        ...
-
-    async def delete(self, key: str) -> None: ...
 
 
 class _LocalWriter:

@@ -128,6 +128,23 @@ class SqlRequestLogs:
             ).all()
         return Page(items=[_log(r, bodies) for r in rows[:limit]], has_more=len(rows) > limit)
 
+    async def get(self, log_id: int) -> RequestLog | None:
+        """One log with its bodies (where they were kept)."""
+        async with self._store._read() as conn:
+            row = (await conn.execute(select(*_ALL).where(request_logs.c.id == log_id))).first()
+        return _log(row, bodies=True) if row is not None else None
+
+    async def for_items(self, item_ids: Sequence[str]) -> dict[str, RequestLog]:
+        """The logs of these batch lines, by line id (bodies left unread)."""
+        ids = [int(i) for i in item_ids if i.isdigit()]
+        if not ids:
+            return {}
+        async with self._store._read() as conn:
+            rows = (
+                await conn.execute(select(*_WITHOUT_BODIES).where(request_logs.c.item_id.in_(ids)))
+            ).all()
+        return {str(r.item_id): _log(r, bodies=False) for r in rows}
+
     async def usage(self, query: UsageQuery) -> UsageReport:
         """Calls, tokens, cost and errors per time bucket, kind of call and (optionally) key,
         model or provider, oldest bucket first."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from batchway.config import RateLimitConfig
-from batchway.core.ratelimit import MemoryRateLimiter, RateLimiter
+from batchway.core.ports import RateLimiter
+from batchway.core.ratelimit import MemoryRateLimiter
 from batchway.store.redis_ratelimit import RedisRateLimiter
 
 __all__ = ["open_rate_limiter"]

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Table
 
+from batchway.core.listings import BatchFilter, counts_from_states
 from batchway.core.models import (
     ApiKey,
     Batch,
@@ -36,12 +37,12 @@ from batchway.core.models import (
     Usage,
 )
 from batchway.core.states import BatchStatus, ItemState
-from batchway.store._sql_base import counts_from_states, create_engine
-from batchway.store.sql_items import ItemResultRow, SqlItemStatements
+from batchway.store._sql_base import create_engine
+from batchway.store.sql_items import SqlItemStatements, kept_figures
 from batchway.store.sql_storage import SqlStorageStatements, lock_key
 from batchway.store.tables import api_keys, batch_items, batches, files
 
-__all__ = ["ItemResultRow", "SqlStore", "create_engine"]
+__all__ = ["SqlStore", "create_engine"]
 
 _ACTIVE = (ItemState.PENDING.value, ItemState.LEASED.value)
 
@@ -131,6 +132,7 @@ def _key_from_row(row: Row[Any]) -> ApiKey:
         budget_period=row.budget_period,
         max_storage_bytes=row.max_storage_bytes,
         max_files=row.max_files,
+        rph=row.rph,
     )
 
 
@@ -179,6 +181,7 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
                     budget_period=key.budget_period,
                     max_storage_bytes=key.max_storage_bytes,
                     max_files=key.max_files,
+                    rph=key.rph,
                 )
             )
 
@@ -207,6 +210,16 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
                 update(api_keys).where(api_keys.c.id == key_id).values(revoked=True)
             )
         return result.rowcount > 0
+
+    async def update_key(self, key_id: str, changes: dict[str, Any]) -> ApiKey | None:
+        values = {**changes}
+        if "models" in values and values["models"] is not None:
+            values["models"] = list(values["models"])
+        async with self._write() as conn:
+            if values:
+                await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(values))
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        return _key_from_row(row) if row else None
 
     # -- files --------------------------------------------------------------------------
 
@@ -354,6 +367,44 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
             order = _order(batches, ascending=newer)
             rows = (await conn.execute(query.order_by(*order).limit(limit + 1))).all()
             page = list(reversed(rows[:limit])) if newer else list(rows[:limit])
+            live = await self._live_counts(conn, page)
+        return Page(
+            items=[_batch_from_row(r, live.get(r.id)) for r in page], has_more=len(rows) > limit
+        )
+
+    async def find_batches(
+        self, filters: BatchFilter, *, limit: int, after: str | None
+    ) -> Page[Batch]:
+        """Batches of every key matching ``filters``, newest first; ``after`` (the last id of
+        the previous page) pages to older ones. The owner's or the status's index orders
+        them; a model filter probes each candidate's lines through their batch index."""
+        query = select(batches)
+        if filters.owner is not None:
+            query = query.where(batches.c.owner == filters.owner)
+        if filters.status is not None:
+            query = query.where(batches.c.status == filters.status.value)
+        if filters.model is not None:
+            query = query.where(
+                select(batch_items.c.id)
+                .where(
+                    batch_items.c.batch_id == batches.c.id,
+                    batch_items.c.model == filters.model,
+                )
+                .exists()
+            )
+        async with self._read() as conn:
+            if after:
+                cursor = (
+                    await conn.execute(select(batches.c.sort_key).where(batches.c.id == after))
+                ).scalar()
+                if cursor is not None:
+                    query = query.where(
+                        tuple_(batches.c.sort_key, batches.c.id)
+                        < tuple_(literal(cursor), literal(after))
+                    )
+            order = _order(batches, ascending=False)
+            rows = (await conn.execute(query.order_by(*order).limit(limit + 1))).all()
+            page = rows[:limit]
             live = await self._live_counts(conn, page)
         return Page(
             items=[_batch_from_row(r, live.get(r.id)) for r in page], has_more=len(rows) > limit
@@ -514,6 +565,13 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
         unfinished lines end as ``lines`` (or are removed, when None), its counts are
         taken from its lines, and ``values`` (timestamps, errors) are written with it."""
         async with self._write() as conn:
+            # the batch must still be as expected before its lines are touched (locked, so
+            # that no other writer moves it on between this check and the status write)
+            current = select(batches.c.status).where(batches.c.id == batch_id)
+            if not self.is_sqlite:
+                current = current.with_for_update()
+            if (await conn.execute(current)).scalar() != expected.value:
+                return False
             unfinished = (
                 batch_items.c.batch_id == batch_id,
                 batch_items.c.state.in_(_ACTIVE),
@@ -544,6 +602,7 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
                 {
                     **values,
                     **_final_counts(counts),
+                    **await kept_figures(conn, batch_id),
                     "lease_owner": None,
                     "lease_expires_at": None,
                 },
@@ -582,6 +641,7 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
                     "cached_tokens": usage.cached_tokens,
                     "output_tokens": usage.output_tokens,
                     "reasoning_tokens": usage.reasoning_tokens,
+                    **await kept_figures(conn, batch_id),
                     "lease_owner": None,
                     "lease_expires_at": None,
                 },

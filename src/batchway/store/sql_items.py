@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     bindparam,
@@ -22,39 +22,32 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from batchway.core.listings import (
+    BatchFigures,
+    LineFilter,
+    LineGroup,
+    LineView,
+    counts_from_states,
+    figures_from_groups,
+)
 from batchway.core.models import (
     BatchItem,
-    ItemOutcome,
+    ItemResult,
+    LineRecord,
     NewItem,
+    Page,
     RequestCounts,
     RequestLog,
     Usage,
 )
 from batchway.core.states import BatchStatus, ItemState
-from batchway.store._sql_base import SqlBase, counts_from_states
+from batchway.store._sql_base import SqlBase
 from batchway.store.tables import batch_items, batches, upstream_batches
 
-__all__ = ["ItemResultRow", "LineAccounting", "SqlItemStatements", "insert_logs"]
+__all__ = ["SqlItemStatements", "insert_logs", "kept_figures", "line_figures"]
 
 _ACTIVE = (ItemState.PENDING.value, ItemState.LEASED.value)
 _PAGE = 1000
-_LOGGED = (ItemState.SUCCEEDED, ItemState.FAILED)  # lines that went upstream (or were refused)
-
-
-class LineAccounting(Protocol):
-    """Prices the lines a store records, and hears of the request logs it wrote."""
-
-    record_bodies: bool
-
-    def price(
-        self, model: str, provider: str, usage: Usage, native: bool
-    ) -> tuple[float, str | None]:
-        """The cost of a line in USD, and the upstream model it ran on."""
-        ...
-
-    def logged(self, logs: Sequence[RequestLog]) -> None:
-        """Called once the logs are committed (for budgets and metrics)."""
-        ...
 
 
 # the columns a request log is written to, in the order ``_log_values`` gives them
@@ -128,7 +121,8 @@ async def insert_logs(conn: AsyncConnection, logs: Sequence[RequestLog]) -> None
         await conn.exec_driver_sql(sql, [_log_values(log) for log in logs])
 
 
-def _outcome_row(o: ItemOutcome, worker: str, now: float, cost: float) -> dict[str, Any]:
+def _outcome_row(record: LineRecord, worker: str, now: float) -> dict[str, Any]:
+    o = record.outcome
     return {
         "_id": int(o.item_id),
         "_worker": worker,
@@ -144,42 +138,9 @@ def _outcome_row(o: ItemOutcome, worker: str, now: float, cost: float) -> dict[s
         "cached_tokens": o.usage.cached_tokens,
         "output_tokens": o.usage.output_tokens,
         "reasoning_tokens": o.usage.reasoning_tokens,
-        "cost_usd": cost,
+        "cost_usd": record.cost_usd,
         "finished_at": None if o.state is ItemState.PENDING else now,
     }
-
-
-def _line_log(
-    o: ItemOutcome,
-    line: Any,
-    now: float,
-    cost: float,
-    upstream_model: str | None,
-    accounting: LineAccounting | None,
-) -> RequestLog:
-    bodies = accounting is not None and accounting.record_bodies
-    return RequestLog(
-        created_at_ms=int(now * 1000),
-        kind="batch",
-        key_id=line.owner,
-        model=line.model,
-        provider=line.provider,
-        upstream_model=upstream_model,
-        endpoint=line.endpoint,
-        batch_id=line.batch_id,
-        custom_id=line.custom_id,
-        item_id=line.id,
-        status=o.error_code if o.error_code == "budget_exceeded" else o.state.value,
-        status_code=o.status_code,
-        error_code=o.error_code,
-        usage=o.usage,
-        latency_ms=o.latency_ms,
-        cost_usd=cost,
-        retries=max(line.attempts - 1, 0),
-        request_id=o.request_id,
-        request_body=line.body if bodies else None,
-        response_body=o.response if bodies else None,
-    )
 
 
 # written only while the worker still holds the line (its lease may have been taken back)
@@ -210,36 +171,113 @@ _RECORD_OUTCOME = (
 )
 
 
+_VIEW_COLUMNS = (
+    batch_items.c.id,
+    batch_items.c.line,
+    batch_items.c.custom_id,
+    batch_items.c.model,
+    batch_items.c.provider,
+    batch_items.c.state,
+    batch_items.c.attempts,
+    batch_items.c.status_code,
+    batch_items.c.error_code,
+    batch_items.c.error_message,
+    batch_items.c.input_tokens,
+    batch_items.c.cached_tokens,
+    batch_items.c.output_tokens,
+    batch_items.c.reasoning_tokens,
+    batch_items.c.cost_usd,
+    batch_items.c.finished_at,
+)
+
+
+def _line_view(row: Any) -> LineView:
+    return LineView(
+        id=str(row.id),
+        line=row.line,
+        custom_id=row.custom_id,
+        model=row.model,
+        provider=row.provider,
+        state=ItemState(row.state),
+        attempts=row.attempts,
+        status_code=row.status_code,
+        error_code=row.error_code,
+        error_message=row.error_message,
+        usage=Usage(
+            input_tokens=row.input_tokens,
+            cached_tokens=row.cached_tokens,
+            output_tokens=row.output_tokens,
+            reasoning_tokens=row.reasoning_tokens,
+        ),
+        cost_usd=row.cost_usd,
+        finished_at=row.finished_at,
+    )
+
+
+async def line_figures(conn: AsyncConnection, batch_ids: Sequence[str]) -> dict[str, BatchFigures]:
+    """What the lines of these batches add up to, in one grouping query."""
+    t = batch_items.c
+    succeeded = t.state == ItemState.SUCCEEDED.value
+    rows = (
+        await conn.execute(
+            select(
+                t.batch_id,
+                t.state,
+                t.model,
+                t.provider,
+                func.count(),
+                *(
+                    func.coalesce(func.sum(case((succeeded, column), else_=0)), 0)
+                    for column in (
+                        t.input_tokens,
+                        t.cached_tokens,
+                        t.output_tokens,
+                        t.reasoning_tokens,
+                    )
+                ),
+                func.coalesce(func.sum(t.cost_usd), 0.0),
+            )
+            .where(t.batch_id.in_(list(batch_ids)))
+            .group_by(t.batch_id, t.state, t.model, t.provider)
+        )
+    ).all()
+    return figures_from_groups(
+        LineGroup(
+            batch_id=r[0],
+            state=r[1],
+            model=r[2],
+            provider=r[3],
+            lines=int(r[4]),
+            usage=Usage(
+                input_tokens=int(r[5]),
+                cached_tokens=int(r[6]),
+                output_tokens=int(r[7]),
+                reasoning_tokens=int(r[8]),
+            ),
+            cost_usd=float(r[9]),
+        )
+        for r in rows
+    )
+
+
+async def kept_figures(conn: AsyncConnection, batch_id: str) -> dict[str, Any]:
+    """The columns an ending batch keeps what its lines add up to in: cost, models,
+    providers and tokens."""
+    figures = (await line_figures(conn, [batch_id])).get(batch_id, BatchFigures())
+    return {
+        "cost_usd": figures.cost_usd,
+        "models": list(figures.models),
+        "providers": list(figures.providers),
+        "input_tokens": figures.usage.input_tokens,
+        "cached_tokens": figures.usage.cached_tokens,
+        "output_tokens": figures.usage.output_tokens,
+        "reasoning_tokens": figures.usage.reasoning_tokens,
+    }
+
+
 def _chunks(values: list[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-class ItemResultRow:
-    """A finished line as the finalizer reads it."""
-
-    __slots__ = (
-        "custom_id",
-        "error_code",
-        "error_message",
-        "id",
-        "line",
-        "request_id",
-        "response",
-        "state",
-        "status_code",
-    )
-
-    def __init__(self, row: Any) -> None:
-        self.id: int = row.id
-        self.line: int = row.line
-        self.custom_id: str = row.custom_id
-        self.state = ItemState(row.state)
-        self.status_code: int | None = row.status_code
-        self.response: bytes | None = row.response
-        self.request_id: str | None = row.request_id
-        self.error_code: str | None = row.error_code
-        self.error_message: str | None = row.error_message
 
 
 class SqlItemStatements(SqlBase):
@@ -476,75 +514,77 @@ class SqlItemStatements(SqlBase):
         return result.rowcount > 0
 
     async def record_outcomes(
-        self,
-        worker: str,
-        outcomes: Sequence[ItemOutcome],
-        now: float,
-        accounting: LineAccounting | None = None,
-    ) -> set[str]:
-        """Write what became of leased lines, in one transaction, with a request-log row and
-        a price for every line that finished.
+        self, worker: str, records: Sequence[LineRecord], now: float
+    ) -> list[LineRecord]:
+        """Write what became of leased lines, with their prices and request-log rows, in
+        one transaction.
 
         A line is only written while this worker still holds its lease, so a worker that
         lost a lease can never overwrite (or double count, or double bill) another's result.
-        Returns the ids of the batches touched.
+        Returns the records written.
         """
-        if not outcomes:
-            return set()
+        if not records:
+            return []
         async with self._write() as conn:
-            bodies = accounting is not None and accounting.record_bodies
-            ids = [int(o.item_id) for o in outcomes]
-            held = await self._held_lines(conn, worker, ids, bodies=bodies)
-            rows = []
-            logs = []
-            for o in outcomes:
-                line = held.get(int(o.item_id))
-                if line is None:
-                    continue  # the lease was lost: another worker owns this line now
-                cost, upstream_model = 0.0, None
-                if o.state is ItemState.SUCCEEDED and accounting is not None:
-                    cost, upstream_model = accounting.price(
-                        line.model, line.provider, o.usage, o.native
-                    )
-                rows.append(_outcome_row(o, worker, now, cost))
-                if o.state in _LOGGED:
-                    logs.append(_line_log(o, line, now, cost, upstream_model, accounting))
-            if rows:
-                await conn.execute(_RECORD_OUTCOME, rows)
-            if logs:
-                await insert_logs(conn, logs)
-            batch_ids = {held[r["_id"]].batch_id for r in rows}
-        if logs and accounting is not None:
-            accounting.logged(logs)
-        return batch_ids
+            held = await self._held_lines(conn, worker, [r.item_id for r in records])
+            written = [r for r in records if r.item_id in held]
+            if written:
+                await conn.execute(_RECORD_OUTCOME, [_outcome_row(r, worker, now) for r in written])
+                await insert_logs(conn, [r.log for r in written if r.log is not None])
+        return written
 
-    async def _held_lines(
-        self, conn: AsyncConnection, worker: str, ids: list[int], *, bodies: bool
-    ) -> dict[int, Any]:
-        """The lines of ``ids`` this worker still holds, locked until the transaction ends
-        (with their request bodies only when the logs keep them)."""
-        query = (
-            select(
-                batch_items.c.id,
-                batch_items.c.batch_id,
-                batch_items.c.custom_id,
-                batch_items.c.model,
-                batch_items.c.provider,
-                batch_items.c.attempts,
-                (batch_items.c.body if bodies else null()).label("body"),
-                batches.c.owner,
-                batches.c.endpoint,
-            )
-            .join(batches, batches.c.id == batch_items.c.batch_id)
-            .where(
-                batch_items.c.id.in_(ids),
-                batch_items.c.lease_owner == worker,
-                batch_items.c.state == ItemState.LEASED.value,
-            )
+    async def _held_lines(self, conn: AsyncConnection, worker: str, ids: list[int]) -> set[int]:
+        """Which lines of ``ids`` this worker still holds, locked until the transaction ends."""
+        query = select(batch_items.c.id).where(
+            batch_items.c.id.in_(ids),
+            batch_items.c.lease_owner == worker,
+            batch_items.c.state == ItemState.LEASED.value,
         )
         if not self.is_sqlite:
-            query = query.with_for_update(of=batch_items)
-        return {row.id: row for row in await conn.execute(query)}
+            query = query.with_for_update()
+        return set((await conn.execute(query)).scalars())
+
+    async def leased_items(
+        self, worker: str, item_ids: Sequence[str], *, bodies: bool
+    ) -> dict[str, BatchItem]:
+        """The lines of ``item_ids`` that ``worker`` holds, as claimed (request bodies only
+        when asked for: they can be large)."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(
+                    batch_items.c.id,
+                    batch_items.c.batch_id,
+                    batch_items.c.line,
+                    batch_items.c.custom_id,
+                    batch_items.c.provider,
+                    batch_items.c.model,
+                    batch_items.c.attempts,
+                    (batch_items.c.body if bodies else null()).label("body"),
+                    batches.c.owner,
+                    batches.c.endpoint,
+                )
+                .join(batches, batches.c.id == batch_items.c.batch_id)
+                .where(
+                    batch_items.c.id.in_([int(i) for i in item_ids]),
+                    batch_items.c.lease_owner == worker,
+                    batch_items.c.state == ItemState.LEASED.value,
+                )
+            )
+            return {
+                str(r.id): BatchItem(
+                    id=str(r.id),
+                    batch_id=r.batch_id,
+                    line=r.line,
+                    custom_id=r.custom_id,
+                    provider=r.provider,
+                    endpoint=r.endpoint,
+                    body=r.body or b"",
+                    attempts=r.attempts,
+                    model=r.model,
+                    owner=r.owner,
+                )
+                for r in rows
+            }
 
     async def line_counts(self) -> dict[str, int]:
         """How many batch lines are in each state, over every batch (for metrics)."""
@@ -665,6 +705,82 @@ class SqlItemStatements(SqlBase):
         )
         return counts, usage
 
+    async def batch_figures(self, batch_ids: Sequence[str]) -> dict[str, BatchFigures]:
+        """What the lines of each of these batches add up to so far; a batch without lines
+        is left out. An ended batch's figures were kept with it when it ended (``line_figures``
+        at the end), so only running batches' lines are added up, in one query."""
+        if not batch_ids:
+            return {}
+        async with self._read() as conn:
+            kept = await self._kept_figures(conn, batch_ids)
+            live = [batch_id for batch_id in batch_ids if batch_id not in kept]
+            found = await line_figures(conn, live) if live else {}
+        return {
+            **{batch_id: f for batch_id, f in kept.items() if f.counts.total},
+            **found,
+        }
+
+    async def _kept_figures(
+        self, conn: AsyncConnection, batch_ids: Sequence[str]
+    ) -> dict[str, BatchFigures]:
+        b = batches.c
+        rows = await conn.execute(
+            select(
+                b.id,
+                b.status,
+                b.models,
+                b.providers,
+                b.cost_usd,
+                b.total,
+                b.succeeded,
+                b.failed,
+                b.cancelled,
+                b.expired,
+                b.input_tokens,
+                b.cached_tokens,
+                b.output_tokens,
+                b.reasoning_tokens,
+            ).where(b.id.in_(list(batch_ids)), b.models.is_not(None))
+        )
+        return {
+            r.id: BatchFigures(
+                counts=RequestCounts(
+                    total=r.total,
+                    succeeded=r.succeeded,
+                    failed=r.failed,
+                    cancelled=r.cancelled,
+                    expired=r.expired,
+                ),
+                usage=Usage(
+                    input_tokens=r.input_tokens,
+                    cached_tokens=r.cached_tokens,
+                    output_tokens=r.output_tokens,
+                    reasoning_tokens=r.reasoning_tokens,
+                ),
+                cost_usd=r.cost_usd,
+                models=tuple(r.models),
+                providers=tuple(r.providers or ()),
+            )
+            for r in rows
+            if BatchStatus(r.status).terminal
+        }
+
+    async def list_lines(
+        self, batch_id: str, filters: LineFilter, *, limit: int, after_line: int | None
+    ) -> Page[LineView]:
+        """A batch's lines in input order from just after ``after_line``."""
+        t = batch_items.c
+        query = select(*_VIEW_COLUMNS).where(t.batch_id == batch_id)
+        if after_line is not None:
+            query = query.where(t.line > after_line)
+        if filters.state is not None:
+            query = query.where(t.state == filters.state.value)
+        if filters.custom_id is not None:
+            query = query.where(t.custom_id == filters.custom_id)
+        async with self._read() as conn:
+            rows = (await conn.execute(query.order_by(t.line).limit(limit + 1))).all()
+        return Page(items=[_line_view(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
     async def settle_unfinished(self, batch_id: str, state: ItemState, now: float) -> None:
         """Lines of an ending batch that never started end as ``state`` (cancelled/expired)."""
         async with self._write() as conn:
@@ -677,7 +793,7 @@ class SqlItemStatements(SqlBase):
                 .values(state=state.value, finished_at=now)
             )
 
-    async def item_results(self, batch_id: str) -> AsyncIterator[ItemResultRow]:
+    async def item_results(self, batch_id: str) -> AsyncIterator[ItemResult]:
         """Every finished line of a batch in input order, a page at a time."""
         after = 0
         columns = (
@@ -702,7 +818,17 @@ class SqlItemStatements(SqlBase):
                     )
                 ).all()
             for row in rows:
-                yield ItemResultRow(row)
+                yield ItemResult(
+                    id=row.id,
+                    line=row.line,
+                    custom_id=row.custom_id,
+                    state=ItemState(row.state),
+                    status_code=row.status_code,
+                    response=row.response,
+                    request_id=row.request_id,
+                    error_code=row.error_code,
+                    error_message=row.error_message,
+                )
             if len(rows) < _PAGE:
                 return
             after = rows[-1].line

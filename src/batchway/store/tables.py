@@ -50,6 +50,7 @@ api_keys = Table(
     # the key's own storage quota; NULL: the config's limits.max_*_per_key
     Column("max_storage_bytes", BigInteger, nullable=True),
     Column("max_files", Integer, nullable=True),
+    Column("rph", Integer, nullable=True),  # requests per rolling hour
 )
 
 files = Table(
@@ -112,8 +113,14 @@ batches = Table(
     Column("sort_key", BigInteger, nullable=False),
     # the wire shape the batch's own routes answer in (Batch.shape); NULL for most batches
     Column("shape", String(32), nullable=True),
+    # kept when the batch ends, so that listings never add up an ended batch's lines again:
+    # what its lines cost, and the models and providers they went to (NULL while it runs)
+    Column("cost_usd", Float, nullable=False, default=0.0, server_default="0"),
+    Column("models", JSON, nullable=True),
+    Column("providers", JSON, nullable=True),
     Index("ix_batches_owner_sort", "owner", "sort_key"),
-    Index("ix_batches_status", "status"),
+    # the workers' status scans, and a status's batches in listing order (the console)
+    Index("ix_batches_status_sort", "status", "sort_key"),
 )
 
 batch_items = Table(
@@ -147,7 +154,10 @@ batch_items = Table(
     Column("cost_usd", Float, nullable=False, default=0.0, server_default="0"),
     Index("ux_batch_items_batch_line", "batch_id", "line", unique=True),
     Index("ix_batch_items_claim", "state", "provider", "not_before"),
-    Index("ix_batch_items_batch_state", "batch_id", "state"),
+    # a batch's lines per state (live counts), and in input order (the console's pages)
+    Index("ix_batch_items_batch_state_line", "batch_id", "state", "line"),
+    # is there a line of this model in the batch? (the console's batches of a model)
+    Index("ix_batch_items_batch_model", "batch_id", "model"),
     Index("ix_batch_items_lease", "state", "lease_expires_at"),
     sqlite_autoincrement=True,  # ids of deleted lines are never handed out again
 )
@@ -204,7 +214,11 @@ request_logs = Table(
     Column("request_body", LargeBinary, nullable=True),  # only when logs.record_bodies
     Column("response_body", LargeBinary, nullable=True),
     Index("ix_request_logs_time", "created_at_ms"),
-    Index("ix_request_logs_key_time", "key_id", "created_at_ms"),
+    # a key's spending since a time, read from the index alone (budgets)
+    Index("ix_request_logs_key_spend", "key_id", "created_at_ms", "cost_usd"),
+    # newest-first pages of one key or model (the console)
+    Index("ix_request_logs_key_id", "key_id", "id"),
+    Index("ix_request_logs_model_id", "model", "id"),
     Index("ix_request_logs_batch", "batch_id"),
     sqlite_autoincrement=True,
 )

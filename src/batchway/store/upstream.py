@@ -8,41 +8,19 @@ point leaves enough behind for the next one to carry on without submitting twice
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 
-from batchway.core.models import BatchItem
+from batchway.core.models import BatchItem, UpstreamBatchRow
 from batchway.core.states import BatchStatus, ItemState
 from batchway.store.sql import SqlStore
 from batchway.store.tables import batch_items, batches, upstream_batches
 
-__all__ = ["SqlUpstreamBatches", "UpstreamBatchRow"]
+__all__ = ["SqlUpstreamBatches"]
 
 # claimed lines of an upstream batch stay leased to it for as long as it may run
 NATIVE_LEASE_SECONDS = 7 * 24 * 3600
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpstreamBatchRow:
-    """What the gateway knows of one batch submitted upstream."""
-
-    id: str
-    provider: str
-    endpoint: str
-    model: str
-    state: str  # preparing, submitted, collected
-    lines: int
-    upstream_file_id: str | None
-    upstream_batch_id: str | None
-    poll_interval: float
-    failures: int
-
-    @property
-    def owner(self) -> str:
-        """The lease owner of its lines."""
-        return f"native:{self.id}"
 
 
 def _row(row: Any) -> UpstreamBatchRow:

@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
+from batchway.core.endpoints import Endpoint
 from batchway.testing._fake_openai import BUILDERS, Call, ErrorReply, JSONObject
 
 _BASE62: Final = string.digits + string.ascii_letters
@@ -30,12 +31,13 @@ _DAY: Final = 86_400
 _BATCH_FILE_TTL: Final = 30 * _DAY
 _MAX_REPORTED_ERRORS: Final = 100
 
+# OpenAI's list, a wider one than the gateway's; plain strings, as its error message shows them
 OPENAI_ENDPOINTS: Final = frozenset(
     {
-        "/v1/responses",
-        "/v1/chat/completions",
-        "/v1/embeddings",
-        "/v1/completions",
+        Endpoint.RESPONSES.value,
+        Endpoint.CHAT.value,
+        Endpoint.EMBEDDINGS.value,
+        Endpoint.COMPLETIONS.value,
         "/v1/moderations",
         "/v1/images/generations",
         "/v1/images/edits",

@@ -1,7 +1,7 @@
 """Fakes of the providers' *native* batch APIs, as plain fast ASGI apps for tests.
 
-Three apps, each served with `batchway.testing.serve_in_thread` and driven by the official
-SDKs exactly as the real services are (spec: ``/work/shared/spec/batch-apis.md``):
+Three apps, each served with `batchway.server.serve_in_thread` and driven by the official
+SDKs exactly as the real services are (as the vendors document them):
 
 - `FakeOpenAIBatchAPI`: OpenAI Files + Batches under ``/v1`` (§2, §3), plus synchronous
   inference (``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/completions``,
@@ -70,6 +70,7 @@ import orjson
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from batchway.server import Message, Receive, Scope, Send
 from batchway.testing._fake_anthropic import (
     AnthropicEngine,
     AnthropicError,
@@ -83,7 +84,6 @@ from batchway.testing._fake_openai_batches import (
     with_content_filters,
 )
 from batchway.testing.fake_upstream import FAKE_MODELS, FakeUpstream, _lifespan, _read_body
-from batchway.testing.server import Message, Receive, Scope, Send
 
 __all__ = [
     "FakeAnthropicAPI",

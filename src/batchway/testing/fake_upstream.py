@@ -72,6 +72,7 @@ from typing import Any, Final
 
 import orjson
 
+from batchway.server import Receive, Scope, Send, ServerHandle, serve_forever
 from batchway.testing._fake_openai import (
     BUILDERS,
     Call,
@@ -80,7 +81,6 @@ from batchway.testing._fake_openai import (
     chat_events,
     model_object,
 )
-from batchway.testing.server import Receive, Scope, Send, ServerHandle, serve_forever
 
 __all__ = ["FAKE_MODELS", "FakeUpstream", "RecordedRequest", "main"]
 

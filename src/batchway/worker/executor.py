@@ -12,13 +12,13 @@ from batchway.core.models import BatchItem, ItemOutcome
 from batchway.core.retry import RetryPolicy
 from batchway.core.states import ItemState
 from batchway.core.usage import usage_of
+from batchway.dialects.chat_messages.errors import dialect_error_body
 from batchway.errors import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from batchway.providers._native import dialect_error_body
 from batchway.providers.registry import ProviderRegistry
 
 __all__ = ["Executor"]

@@ -22,15 +22,20 @@ from dataclasses import replace
 
 from batchway.config import WorkerConfig
 from batchway.core import clock
-from batchway.core.models import ItemOutcome
+from batchway.core.line_records import LineRecords
+from batchway.core.models import ItemOutcome, UpstreamBatchRow
+from batchway.core.ports import (
+    LineAccounting,
+    LineStore,
+    NativeBatchAPI,
+    NativeStatus,
+    UpstreamBatchStore,
+)
 from batchway.core.retry import RetryPolicy
 from batchway.core.states import BatchStatus, ItemState
+from batchway.dialects.chat_messages.errors import dialect_error_body
 from batchway.errors import UpstreamAuthError, UpstreamError, UpstreamRejected
-from batchway.providers._native import NativeBatchAPI, NativeStatus, dialect_error_body
 from batchway.providers.registry import ProviderRegistry
-from batchway.store.sql import SqlStore
-from batchway.store.sql_items import LineAccounting
-from batchway.store.upstream import SqlUpstreamBatches, UpstreamBatchRow
 
 __all__ = ["NativeBatches"]
 
@@ -46,7 +51,8 @@ class NativeBatches:
         self,
         *,
         worker_id: str,
-        store: SqlStore,
+        store: LineStore,
+        upstream: UpstreamBatchStore,
         providers: ProviderRegistry,
         settings: WorkerConfig,
         on_results: Callable[[], None],
@@ -54,7 +60,7 @@ class NativeBatches:
     ) -> None:
         self._worker = worker_id
         self._store = store
-        self._upstream = SqlUpstreamBatches(store)
+        self._upstream = upstream
         self._apis = {p.name: p.native for p in providers if p.native is not None}
         self._settings = settings
         self._policy = RetryPolicy(
@@ -64,6 +70,7 @@ class NativeBatches:
         )
         self._on_results = on_results
         self._accounting = accounting
+        self._records = LineRecords(accounting)
 
     @property
     def active(self) -> bool:
@@ -260,10 +267,18 @@ class NativeBatches:
     async def _record(self, row: UpstreamBatchRow, outcomes: list[ItemOutcome]) -> None:
         if outcomes:
             # the provider bills these lines at its batch price
-            native = [replace(o, native=True) for o in outcomes]
-            await self._store.record_outcomes(
-                row.owner, native, clock.now_float(), self._accounting
+            items = await self._store.leased_items(
+                row.owner, [o.item_id for o in outcomes], bodies=self._records.record_bodies
             )
+            now = clock.now_float()
+            records = [
+                self._records.of(items[o.item_id], replace(o, native=True), now)
+                for o in outcomes
+                if o.item_id in items
+            ]
+            written = await self._store.record_outcomes(row.owner, records, now)
+            if self._accounting is not None:
+                self._accounting.logged([r.log for r in written if r.log is not None])
 
     async def _retry_later(
         self, row: UpstreamBatchRow, api: NativeBatchAPI, error: UpstreamError

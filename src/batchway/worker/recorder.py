@@ -22,9 +22,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from batchway.core import clock
-from batchway.core.models import ItemOutcome
-from batchway.store.sql import SqlStore
-from batchway.store.sql_items import LineAccounting
+from batchway.core.models import LineRecord
+from batchway.core.ports import LineStore
 
 __all__ = ["ResultRecorder"]
 
@@ -36,11 +35,11 @@ _OUTAGE_BACKOFF_MAX = 5.0
 
 @dataclass(slots=True)
 class _Entry:
-    outcome: ItemOutcome
+    record: LineRecord
     recorded: asyncio.Future[None]
 
 
-OnRecorded = Callable[[Sequence[ItemOutcome], set[str]], Awaitable[None]]
+OnRecorded = Callable[[Sequence[LineRecord]], Awaitable[None]]
 
 
 class ResultRecorder:
@@ -50,8 +49,7 @@ class ResultRecorder:
         self,
         *,
         worker_id: str,
-        store: SqlStore,
-        accounting: LineAccounting | None,
+        store: LineStore,
         max_items: int,
         interval: float,
         max_attempts: int,
@@ -59,7 +57,6 @@ class ResultRecorder:
     ) -> None:
         self._worker = worker_id
         self._store = store
-        self._accounting = accounting
         self._max_items = max_items
         self._interval = interval
         self._max_attempts = max_attempts
@@ -74,9 +71,9 @@ class ResultRecorder:
         """Outcomes not yet committed (queued or being written)."""
         return len(self._queue) + self._writing
 
-    def submit(self, outcome: ItemOutcome) -> asyncio.Future[None]:
-        """Queue an outcome; the future resolves once it is committed (or set aside)."""
-        entry = _Entry(outcome, asyncio.get_running_loop().create_future())
+    def submit(self, record: LineRecord) -> asyncio.Future[None]:
+        """Queue a record; the future resolves once it is committed (or set aside)."""
+        entry = _Entry(record, asyncio.get_running_loop().create_future())
         self._queue.append(entry)
         self._arrived.set()
         return entry.recorded
@@ -98,6 +95,11 @@ class ResultRecorder:
             self._writing = len(entries)
             try:
                 written = await self._write(entries)
+            except asyncio.CancelledError:
+                # stopped mid-write: keep them for the flush that hands the leases back
+                # (a record already committed is skipped then: its line is no longer leased)
+                self._queue[:0] = entries
+                raise
             finally:
                 self._writing = 0
             if not written:
@@ -107,9 +109,8 @@ class ResultRecorder:
 
     async def _write(self, entries: list[_Entry]) -> bool:
         """Commit ``entries``; False if the database is unreachable (they were queued again)."""
-        outcomes = [entry.outcome for entry in entries]
         try:
-            touched = await self._record(outcomes)
+            written = await self._record([entry.record for entry in entries])
         except Exception:
             log.warning(
                 "cannot record results; trying them one at a time",
@@ -119,7 +120,7 @@ class ResultRecorder:
             return await self._write_one_by_one(entries)
         self._outage_rounds = 0
         _resolve(entries)
-        await self._on_recorded(outcomes, touched)
+        await self._on_recorded(written)
         return True
 
     async def _write_one_by_one(self, entries: list[_Entry]) -> bool:
@@ -127,7 +128,7 @@ class ResultRecorder:
             error: BaseException | None = None
             for attempt in range(self._max_attempts):
                 try:
-                    touched = await self._record([entry.outcome])
+                    written = await self._record([entry.record])
                 except Exception as exc:
                     if not await self._store.healthy():
                         return await self._database_down(entries[index:])
@@ -135,7 +136,7 @@ class ResultRecorder:
                     await asyncio.sleep(0.01 * 2**attempt)
                 else:
                     _resolve([entry])
-                    await self._on_recorded([entry.outcome], touched)
+                    await self._on_recorded(written)
                     break
             else:
                 assert error is not None
@@ -164,7 +165,7 @@ class ResultRecorder:
 
     async def _set_aside(self, entry: _Entry, error: BaseException) -> None:
         """A result the database will not take: the line fails with a clear reason."""
-        item_id = entry.outcome.item_id
+        item_id = entry.record.outcome.item_id
         log.error(
             "a line's result cannot be recorded; the line fails",
             exc_info=error,
@@ -179,10 +180,8 @@ class ResultRecorder:
             )
         _resolve([entry])
 
-    async def _record(self, outcomes: list[ItemOutcome]) -> set[str]:
-        return await self._store.record_outcomes(
-            self._worker, outcomes, clock.now_float(), self._accounting
-        )
+    async def _record(self, records: list[LineRecord]) -> list[LineRecord]:
+        return await self._store.record_outcomes(self._worker, records, clock.now_float())
 
 
 def _resolve(entries: Sequence[_Entry]) -> None:

@@ -24,43 +24,40 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from batchway.config import Config
 from batchway.core import clock
-from batchway.core.models import BatchItem, ItemOutcome, Usage
+from batchway.core.engine import BatchEngine, RenderResult, Step
+from batchway.core.models import BatchItem, ItemOutcome, LineRecord
+from batchway.core.ports import (
+    BlobStore,
+    LineAccounting,
+    LineBudgets,
+    Provider,
+    Store,
+    UpstreamBatchStore,
+)
 from batchway.core.quotas import Quotas
 from batchway.core.retry import RetryPolicy
 from batchway.core.routing import Router
-from batchway.core.states import BatchStatus, ItemState, transition
+from batchway.core.states import BatchStatus, ItemState
 from batchway.core.tokens import estimate_tokens
-from batchway.providers.base import Provider
+from batchway.dialects.openai.results import output_line
 from batchway.providers.registry import ProviderRegistry
-from batchway.store.blobs import BlobStore
-from batchway.store.sql import SqlStore
-from batchway.store.sql_items import LineAccounting
 from batchway.worker.executor import Executor
-from batchway.worker.finalizer import finalize_batch
-from batchway.worker.intake import validate_batch
 from batchway.worker.native import NativeBatches
 from batchway.worker.recorder import ResultRecorder
 
-__all__ = ["LineBudgets", "Worker"]
+__all__ = ["Worker"]
 
 _MIN_PREFETCH = 256  # lines one claim may take: fewer claims per line at low concurrency
 _LOOP_BACKOFF_MAX = 5.0  # longest pause of a loop whose step raised
 _STEPS_AT_ONCE = 4  # batches validated or finalized at the same time by one worker
 
 log = logging.getLogger("batchway.worker")
-
-
-class LineBudgets(Protocol):
-    """Whether the key that owns a batch has used up its budget."""
-
-    async def exhausted(self, key_id: str) -> bool: ...
-    def spend(self, key_id: str, model: str, provider: str, usage: Usage) -> None: ...
 
 
 def _budget_exceeded(item: BatchItem) -> ItemOutcome:
@@ -133,7 +130,8 @@ class Worker:
         self,
         *,
         config: Config,
-        store: SqlStore,
+        store: Store,
+        upstream: UpstreamBatchStore,
         blobs: BlobStore,
         providers: ProviderRegistry,
         router: Router,
@@ -141,14 +139,13 @@ class Worker:
         quotas: Quotas | None = None,
         budgets: LineBudgets | None = None,
         worker_id: str | None = None,
+        render: RenderResult = output_line,
     ) -> None:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._config = config
         self._settings = config.worker
         self._store = store
-        self._blobs = blobs
-        self._router = router
         self._quotas = quotas
+        self._accounting = accounting
         self._budgets = budgets
         self._executor = Executor(
             providers,
@@ -162,15 +159,24 @@ class Worker:
         self._native = NativeBatches(
             worker_id=self.id,
             store=store,
+            upstream=upstream,
             providers=providers,
             settings=self._settings,
             on_results=self._results_arrived,
             accounting=accounting,
         )
+        self._engine = BatchEngine(
+            store=store,
+            blobs=blobs,
+            router=router,
+            limits=config.limits,
+            render=render,
+            pricing=accounting,
+            native_for=self._native.native_providers,
+        )
         self._recorder = ResultRecorder(
             worker_id=self.id,
             store=store,
-            accounting=accounting,
             max_items=self._settings.flush_max_items,
             interval=self._settings.flush_interval_seconds,
             max_attempts=self._settings.max_record_attempts,
@@ -303,11 +309,10 @@ class Worker:
         if not lane.hungry:
             await _wait(lane.wake, self._settings.idle_poll_seconds)
             return
-        items = await self._store.claim_items(
+        items = await self._engine.claim(
             self.id,
             lane.provider.name,
             lane.prefetch - lane.queue.qsize(),
-            clock.now_float(),
             self._settings.lease_seconds,
         )
         if self._stopping.is_set():  # claimed as the stop came: handed back unstarted
@@ -351,7 +356,7 @@ class Worker:
                     del self._running[item.batch_id]
             # the next line waits until this result is on disk: a crash repeats at most
             # one call per runner
-            await self._recorder.submit(outcome)
+            await self._recorder.submit(self._engine.record(item, outcome))
             if lane.hungry:
                 lane.wake.set()
 
@@ -388,16 +393,18 @@ class Worker:
         await quotas.settle(ticket, outcome.usage.total_tokens)
         return outcome
 
-    async def _recorded(self, outcomes: Sequence[ItemOutcome], touched: set[str]) -> None:
+    async def _recorded(self, records: Sequence[LineRecord]) -> None:
         """After a commit: retried lines may run again, ended batches be finalized."""
-        if any(o.state is ItemState.PENDING for o in outcomes):
+        if self._accounting is not None:
+            self._accounting.logged([r.log for r in records if r.log is not None])
+        if any(r.outcome.state is ItemState.PENDING for r in records):
             for lane in self._lanes.values():
                 lane.wake.set()
         # a batch of which this worker still holds lines has not ended: ask the database
         # only about the others (usually just at a batch's tail)
         held = self._held_batches()
         try:
-            for batch_id in touched - held:
+            for batch_id in {r.batch_id for r in records} - held:
                 if not await self._store.has_active_items(batch_id):
                     self._housekeeping.set()
                     break
@@ -519,88 +526,13 @@ class Worker:
             self._progress.set()
 
     async def _advance(self, batch_id: str, status: BatchStatus, now: int) -> None:
-        """Take one batch a step further: validate, expire or finalize it."""
-        if status is BatchStatus.VALIDATING:
-            await validate_batch(
-                self._store,
-                self._blobs,
-                self._router,
-                self._config.limits,
-                batch_id,
-                self._native.native_providers,
-            )
+        """Take one batch a step further (the engine decides what the step is)."""
+        step = await self._engine.advance(batch_id, status, now)
+        if step is Step.VALIDATED:
             self.wake()
-            return
-        if status is BatchStatus.CANCELLING and not await self._store.has_items(batch_id):
-            # cancelled before its file was read: read it now, its lines end cancelled
-            await validate_batch(
-                self._store,
-                self._blobs,
-                self._router,
-                self._config.limits,
-                batch_id,
-                self._native.native_providers,
-            )
-        if status is BatchStatus.IN_PROGRESS:
-            batch = await self._store.get_batch(None, batch_id)
-            if batch is not None and batch.expires_at <= now:
-                await self._store.expire_batch(batch_id, now)
-                if await self._store.has_active_items(batch_id):
-                    return  # in-flight lines finish first
-        await finalize_batch(self._store, self._blobs, batch_id)
-        self._stopped.pop(batch_id, None)
+        elif step is Step.DONE:
+            self._stopped.pop(batch_id, None)
 
     async def _give_up(self, batch_id: str, failures: int, error: BaseException) -> None:
-        """A batch whose step failed ``failures`` times ends now, without result files:
-        a cancelled one as cancelled, an expiring one as expired, any other as failed."""
-        batch = await self._store.get_batch(None, batch_id)
-        if batch is None or batch.status.terminal:
-            return
-        finish_as = await self._store.finish_as(batch_id)
-        if batch.status is BatchStatus.CANCELLING or finish_as is BatchStatus.CANCELLED:
-            target, lines = BatchStatus.CANCELLED, ItemState.CANCELLED
-        elif finish_as is BatchStatus.EXPIRED or batch.expires_at <= clock.now():
-            target, lines = BatchStatus.EXPIRED, ItemState.EXPIRED
-        else:
-            target, lines = BatchStatus.FAILED, ItemState.FAILED
-        stage = "validated" if batch.status is BatchStatus.VALIDATING else "finished"
-        message = (
-            f"The batch could not be {stage}: the step failed {failures} times "
-            f"({type(error).__name__}); it was stopped."
-        )
-        errors: list[dict[str, object]] = [
-            {"code": "internal_error", "message": message, "line": None, "param": None}
-        ]
-        await self._end(
-            batch_id,
-            batch.status,
-            target,
-            None if batch.status is BatchStatus.VALIDATING else lines,
-            errors,
-        )
-        log.error(
-            "gave up on a batch",
-            extra={"action": "batch_given_up", "batch_id": batch_id, "status": target.value},
-        )
-
-    async def _end(
-        self,
-        batch_id: str,
-        status: BatchStatus,
-        target: BatchStatus,
-        lines: ItemState | None,
-        errors: list[dict[str, object]],
-    ) -> None:
-        now = clock.now()
-        stamp = {
-            BatchStatus.FAILED: "failed_at",
-            BatchStatus.EXPIRED: "expired_at",
-            BatchStatus.CANCELLED: "cancelled_at",
-        }[transition(status, target)]
-        values: dict[str, object] = {stamp: now}
-        if errors:
-            values["errors"] = errors
-        await self._store.end_batch(
-            batch_id, expected=status, status=target, lines=lines, values=values
-        )
+        await self._engine.give_up(batch_id, failures, error)
         self._stopped.pop(batch_id, None)

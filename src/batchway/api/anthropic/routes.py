@@ -8,13 +8,15 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from batchway.api.anthropic.convert import from_core_batch, result_line
-from batchway.api.anthropic.models import AnthropicBatchRequest
 from batchway.api.auth import authenticate
 from batchway.api.inline_body import InlineBody
 from batchway.api.openai.routes import by_method, json_response
+from batchway.core.endpoints import Endpoint
 from batchway.core.ids import new_request_id
 from batchway.core.models import Principal
+from batchway.dialects.anthropic.batches import from_core_batch, result_line
+from batchway.dialects.anthropic.wire import AnthropicBatchRequest
+from batchway.dialects.inline import refused_requests
 from batchway.errors import InvalidRequest
 from batchway.gateway import Gateway
 
@@ -48,7 +50,10 @@ async def create_batch(request: Request) -> Response:
             code="missing_required_parameter",
         )
     batch = await gateway.batches.create_inline(
-        principal, body.checked(AnthropicBatchRequest), endpoint="/v1/messages"
+        principal,
+        body.checked(AnthropicBatchRequest),
+        endpoint=Endpoint.MESSAGES,
+        refuse=refused_requests,
     )
     return _respond(from_core_batch(batch, _results_base(request, gateway)))
 

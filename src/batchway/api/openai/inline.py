@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from batchway.api.anthropic.convert import from_core_batch, result_line
-from batchway.api.anthropic.models import AnthropicMessageBatch
 from batchway.api.disposition import attachment
 from batchway.api.inline_body import InlineBody
-from batchway.api.openai.models import OpenAIInlineRequest
+from batchway.core.endpoints import Endpoint
 from batchway.core.models import Batch, Principal
-from batchway.core.validation import MESSAGES_ENDPOINT
+from batchway.dialects.anthropic.batches import from_core_batch, result_line
+from batchway.dialects.anthropic.wire import AnthropicMessageBatch
+from batchway.dialects.inline import refused_requests
+from batchway.dialects.openai.wire import OpenAIInlineRequest
 from batchway.errors import InvalidRequest
 from batchway.gateway import Gateway
 
@@ -62,7 +63,8 @@ async def create_inline_batch(gateway: Gateway, principal: Principal, body: Inli
     return await gateway.batches.create_inline(
         principal,
         body.checked(OpenAIInlineRequest),
-        endpoint=MESSAGES_ENDPOINT,
+        endpoint=Endpoint.MESSAGES,
+        refuse=refused_requests,
         shape=MESSAGE_BATCH_SHAPE,
     )
 

@@ -19,19 +19,19 @@ from batchway.api.body import read_json, validated
 from batchway.api.disposition import attachment
 from batchway.api.inline_body import InlineBody, unrecognized
 from batchway.api.multipart import Form, read_upload
-from batchway.api.openai.convert import from_core_batch, from_core_file
 from batchway.api.openai.inline import (
     create_inline_batch,
     is_inline,
     message_batch,
     results_response,
 )
-from batchway.api.openai.models import (
+from batchway.core.files import Upload
+from batchway.core.models import Principal
+from batchway.dialects.openai.batches import from_core_batch, from_core_file
+from batchway.dialects.openai.wire import (
     OpenAIBatchCreate,
     OpenAIFileDeleted,
 )
-from batchway.core.files import Upload
-from batchway.core.models import Principal
 from batchway.errors import InvalidRequest
 from batchway.gateway import Gateway
 

@@ -1,0 +1,3 @@
+"""The Azure OpenAI dialect: Files, Batches and the deployment routes under ``/openai``."""
+
+from __future__ import annotations

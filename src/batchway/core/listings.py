@@ -1,0 +1,134 @@
+"""What the console lists: batches of every key with their figures so far, and a batch's
+lines one page at a time. Pure data: the queries live in the stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from batchway.core.models import RequestCounts, Usage
+from batchway.core.states import BatchStatus, ItemState
+
+__all__ = [
+    "BatchFigures",
+    "BatchFilter",
+    "LineFilter",
+    "LineGroup",
+    "LineView",
+    "counts_from_states",
+    "figures_from_groups",
+]
+
+
+def counts_from_states(total: int, by_state: dict[str, int]) -> RequestCounts:
+    """Counts of a batch of ``total`` lines from how many are in each state;
+    ``processing`` is pending plus leased."""
+    return RequestCounts(
+        total=total,
+        processing=by_state.get(ItemState.PENDING, 0) + by_state.get(ItemState.LEASED, 0),
+        succeeded=by_state.get(ItemState.SUCCEEDED, 0),
+        failed=by_state.get(ItemState.FAILED, 0),
+        cancelled=by_state.get(ItemState.CANCELLED, 0),
+        expired=by_state.get(ItemState.EXPIRED, 0),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchFilter:
+    """Which batches to list, of any key; every field left None matches everything."""
+
+    owner: str | None = None
+    status: BatchStatus | None = None
+    model: str | None = None  # a batch any of whose lines asks for this public model
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchFigures:
+    """What a batch's lines add up to so far (live while it runs)."""
+
+    counts: RequestCounts = field(default_factory=RequestCounts)
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    models: tuple[str, ...] = ()  # the public models its lines ask for, sorted
+    providers: tuple[str, ...] = ()  # the providers its lines go to, sorted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineFilter:
+    """Which of a batch's lines to list."""
+
+    state: ItemState | None = None
+    custom_id: str | None = None  # exactly this custom_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineView:
+    """One line of a batch as a person reads it (its bodies are left unread)."""
+
+    id: str
+    line: int  # 1-based line number in the input file
+    custom_id: str
+    model: str
+    provider: str
+    state: ItemState
+    attempts: int
+    status_code: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineGroup:
+    """The lines of one batch that share a state, model and provider, added up (what the
+    stores' one grouping query gives back)."""
+
+    batch_id: str
+    state: str
+    model: str
+    provider: str
+    lines: int
+    usage: Usage  # of the succeeded lines only, as a batch's own usage counts
+    cost_usd: float
+
+
+def figures_from_groups(groups: Iterable[LineGroup]) -> dict[str, BatchFigures]:
+    """Each batch's figures from its line groups."""
+    states: dict[str, dict[str, int]] = {}
+    usage: dict[str, list[int]] = {}
+    cost: dict[str, float] = {}
+    models: dict[str, set[str]] = {}
+    providers: dict[str, set[str]] = {}
+    for g in groups:
+        by_state = states.setdefault(g.batch_id, {})
+        by_state[g.state] = by_state.get(g.state, 0) + g.lines
+        sums = usage.setdefault(g.batch_id, [0, 0, 0, 0])
+        for i, n in enumerate(
+            (
+                g.usage.input_tokens,
+                g.usage.cached_tokens,
+                g.usage.output_tokens,
+                g.usage.reasoning_tokens,
+            )
+        ):
+            sums[i] += n
+        cost[g.batch_id] = cost.get(g.batch_id, 0.0) + g.cost_usd
+        models.setdefault(g.batch_id, set()).add(g.model)
+        providers.setdefault(g.batch_id, set()).add(g.provider)
+    return {
+        batch_id: BatchFigures(
+            counts=counts_from_states(sum(by_state.values()), by_state),
+            usage=Usage(
+                input_tokens=usage[batch_id][0],
+                cached_tokens=usage[batch_id][1],
+                output_tokens=usage[batch_id][2],
+                reasoning_tokens=usage[batch_id][3],
+            ),
+            cost_usd=cost[batch_id],
+            models=tuple(sorted(models[batch_id])),
+            providers=tuple(sorted(providers[batch_id])),
+        )
+        for batch_id, by_state in states.items()
+    }

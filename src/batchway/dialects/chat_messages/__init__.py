@@ -1,0 +1,1 @@
+"""Translation between OpenAI chat completions and Anthropic messages."""

@@ -1,0 +1,1 @@
+"""OpenAI's Files and Batches wire shapes, and its batch output lines."""

@@ -1,0 +1,151 @@
+"""`MemoryRequestLogs`: the request log of a `MemoryStore` (where its ``record_outcomes``
+writes batch lines' logs too), with the questions ``batchway.store.logs.SqlRequestLogs``
+answers: listings, usage per time bucket, a key's spending, retention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from batchway.core.analytics import (
+    INTERVAL_MS,
+    LogFilter,
+    UsageQuery,
+    UsageReport,
+    UsageRow,
+    UsageTotals,
+)
+from batchway.core.models import Page, RequestKind, RequestLog
+from batchway.testing.memory._tables import turn
+from batchway.testing.memory.store import MemoryStore
+
+__all__ = ["DELETE_CHUNK", "MemoryRequestLogs"]
+
+DELETE_CHUNK = 10_000  # rows deleted per turn, as the SQL store deletes per transaction
+
+
+def _matches(log: RequestLog, filters: LogFilter) -> bool:
+    for value, wanted in (
+        (log.key_id, filters.key_id),
+        (log.model, filters.model),
+        (log.provider, filters.provider),
+        (log.batch_id, filters.batch_id),
+        (log.status, filters.status),
+        (log.kind, filters.kind),
+    ):
+        if wanted is not None and value != wanted:
+            return False
+    if filters.since_ms is not None and log.created_at_ms < filters.since_ms:
+        return False
+    return filters.until_ms is None or log.created_at_ms < filters.until_ms
+
+
+def _group_of(log: RequestLog, query: UsageQuery) -> str | None:
+    if query.group_by == "key":
+        return log.key_id
+    if query.group_by == "model":
+        return log.model
+    if query.group_by == "provider":
+        return log.provider
+    return None
+
+
+class MemoryRequestLogs:
+    """The request log, on the same tables as ``store`` (a store of its own when None)."""
+
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        self._tables = (store if store is not None else MemoryStore()).tables
+
+    async def insert(self, logs: Sequence[RequestLog]) -> None:
+        """Store ``logs`` in one statement (their ``id`` is ignored: the database assigns it)."""
+        await turn()
+        self._tables.add_logs(logs)
+
+    async def query(
+        self,
+        filters: LogFilter,
+        *,
+        limit: int,
+        before_id: int | None,
+        bodies: bool = True,
+    ) -> Page[RequestLog]:
+        """Logs matching ``filters``, newest first; ``before_id`` (the last id of the previous
+        page) pages to older ones. ``bodies=False`` leaves the bodies unread."""
+        await turn()
+        rows = [
+            log
+            for log_id, log in sorted(self._tables.logs.items(), reverse=True)
+            if (before_id is None or log_id < before_id) and _matches(log, filters)
+        ]
+        if not bodies:
+            rows = [replace(log, request_body=None, response_body=None) for log in rows]
+        return Page(items=rows[:limit], has_more=len(rows) > limit)
+
+    async def get(self, log_id: int) -> RequestLog | None:
+        """One log with its bodies (where they were kept)."""
+        await turn()
+        return self._tables.logs.get(log_id)
+
+    async def for_items(self, item_ids: Sequence[str]) -> dict[str, RequestLog]:
+        """The logs of these batch lines, by line id (bodies left unread)."""
+        await turn()
+        wanted = set(item_ids)
+        return {
+            str(log.item_id): replace(log, request_body=None, response_body=None)
+            for log in self._tables.logs.values()
+            if log.item_id is not None and str(log.item_id) in wanted
+        }
+
+    async def usage(self, query: UsageQuery) -> UsageReport:
+        """Calls, tokens, cost and errors per time bucket, kind of call and (optionally) key,
+        model or provider, oldest bucket first."""
+        await turn()
+        width = INTERVAL_MS[query.interval]
+        period = LogFilter(key_id=query.key_id, since_ms=query.since_ms, until_ms=query.until_ms)
+        buckets: dict[tuple[int, str, RequestKind], UsageTotals] = {}
+        for log in self._tables.logs.values():
+            if not _matches(log, period):
+                continue
+            key = (log.created_at_ms // width * width, _group_of(log, query) or "", log.kind)
+            buckets[key] = buckets.get(key, UsageTotals()) + UsageTotals(
+                requests=1,
+                input_tokens=log.usage.input_tokens,
+                cached_tokens=log.usage.cached_tokens,
+                output_tokens=log.usage.output_tokens,
+                cost_usd=log.cost_usd,
+                errors=int(log.status != "succeeded"),
+            )
+        return UsageReport.of(
+            query,
+            (
+                UsageRow(
+                    bucket_start_ms=bucket,
+                    group=group if query.group_by is not None else None,
+                    kind=kind,
+                    totals=totals,
+                )
+                for (bucket, group, kind), totals in sorted(buckets.items())
+            ),
+        )
+
+    async def spent(self, key_id: str, since_ms: int | None) -> float:
+        """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None."""
+        await turn()
+        wanted = LogFilter(key_id=key_id, since_ms=since_ms)
+        return float(
+            sum(log.cost_usd for log in self._tables.logs.values() if _matches(log, wanted))
+        )
+
+    async def delete_older_than(self, cutoff_ms: int, *, chunk: int = DELETE_CHUNK) -> int:
+        """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction; returns
+        how many went."""
+        deleted = 0
+        while True:
+            await turn()
+            old = sorted(i for i, log in self._tables.logs.items() if log.created_at_ms < cutoff_ms)
+            for log_id in old[:chunk]:
+                del self._tables.logs[log_id]
+            deleted += len(old[:chunk])
+            if len(old[:chunk]) < chunk:
+                return deleted
