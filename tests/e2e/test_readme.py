@@ -87,7 +87,10 @@ def test_using_it_runs_as_written(clone: Path):
     assert "batches submit" in submit
     port = str(_free_port())
     lines = [line for line in setup.splitlines() if not line.startswith("bash scripts/setup.sh")]
-    script = "\n".join(lines).replace("8080", port)
+    # a step that fails ends the script; the served gateway must not outlive it (it holds
+    # the output pipe open, and the test would wait for it instead of reporting)
+    script = "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+    script += "\n".join(lines).replace("8080", port)
     # the served gateway is what the snippet talks to: wait for it, as a person would
     script += f"""
 for _ in $(seq 1 1200); do curl -sf localhost:{port}/healthz >/dev/null && break; sleep 0.1; done

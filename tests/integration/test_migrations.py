@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -150,3 +152,35 @@ async def test_batches_that_ended_before_0009_get_their_figures(engine: AsyncEng
         ["p1", "p2"],
     )
     assert (running.cost_usd, running.models, running.providers) == (0.0, None, None)
+
+
+_MIGRATE = """
+import asyncio, sys
+from batchway.store.migrate import migrate
+from batchway.store.sql import create_engine
+asyncio.run(migrate(create_engine(sys.argv[1])))
+"""
+
+
+async def test_processes_opening_one_new_sqlite_file_at_once_take_turns(tmp_path: Any) -> None:
+    # `batchway serve &` then `batchway keys create` on a fresh folder: both migrate the
+    # new file at the same moment; neither may fail with "database is locked"
+    for attempt in range(3):
+        url = f"sqlite+aiosqlite:///{tmp_path}/race-{attempt}.db"
+        processes = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _MIGRATE, url, stderr=asyncio.subprocess.PIPE
+            )
+            for _ in range(3)
+        ]
+        for process in processes:
+            _, err = await process.communicate()
+            assert process.returncode == 0, err.decode()
+        engine = create_engine(url)
+        try:
+            current, head = await _revisions(engine)
+            assert current == [head]
+            async with engine.connect() as conn:
+                assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        finally:
+            await engine.dispose()

@@ -29,5 +29,9 @@ async def migrate(engine: AsyncEngine) -> None:
         command.upgrade(alembic_config(connection), "head")
 
     async with engine.connect() as conn:
+        # SQLite: take the write lock before reading the schema's revision, so that two
+        # processes starting on one new file (`serve &` then `keys create`) take turns
+        # instead of one failing with "database is locked"; PostgreSQL locks in env.py
+        await conn.execution_options(sqlite_immediate=True)
         await conn.run_sync(upgrade)
         await conn.commit()
