@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -188,6 +192,54 @@ def store_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
         yield url
 
 
+@dataclass(frozen=True)
+class S3Bucket:
+    """A fresh bucket on the loopback S3 server, and the config that points at it."""
+
+    endpoint: str
+    bucket: str
+
+    def config(self) -> dict[str, Any]:
+        """The ``s3`` config section for this server."""
+        return {"endpoint_url": self.endpoint, "access_key_id": "test", "secret_access_key": "test"}
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """An S3-compatible server (moto's server mode) on a loopback port for the session."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{endpoint}/moto-api/", timeout=5)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the S3 server (moto) did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str) -> S3Bucket:
+    name = f"bw-{secrets.token_hex(6)}"
+    response = httpx.put(f"{s3_server}/{name}")
+    assert response.status_code == 200, response.text
+    return S3Bucket(s3_server, name)
+
+
 @pytest.fixture(scope="session")
 def fake_upstream() -> Iterator[tuple[FakeUpstream, ServerHandle]]:
     """The fake OpenAI-compatible provider, on a loopback port for the whole session."""
@@ -197,7 +249,7 @@ def fake_upstream() -> Iterator[tuple[FakeUpstream, ServerHandle]]:
 
 
 def gateway_config(
-    database: str, files: Path, upstream_url: str, **overrides: Any
+    database: str, files: Path | str, upstream_url: str, **overrides: Any
 ) -> dict[str, Any]:
     """A config (as a dict) routing every fake-* model to the fake upstream."""
     config: dict[str, Any] = {
@@ -301,8 +353,9 @@ def make_gateway(
     stack: list[Any] = []
 
     def start(**overrides: Any) -> RunningGateway:
+        files = overrides.pop("files", tmp_path / "files")
         config = Config.model_validate(
-            gateway_config(database_url, tmp_path / "files", upstream.url, **overrides)
+            gateway_config(database_url, files, upstream.url, **overrides)
         )
         app = create_app(config)
         server = serve_in_thread(app)

@@ -45,6 +45,7 @@ __all__ = [
     "PriceConfig",
     "ProviderConfig",
     "RateLimitConfig",
+    "S3Config",
     "WorkerConfig",
     "default_config",
     "load_config",
@@ -215,6 +216,23 @@ class FileExpiryConfig(_Frozen):
     chunk: int = Field(default=500, ge=1, le=100_000)  # files deleted per transaction
 
 
+class S3Config(_Frozen):
+    """Object storage for ``files: s3://bucket/prefix``: AWS S3 or any S3-compatible server
+    (MinIO, R2, Ceph). Credentials left out are read from the standard ``AWS_*`` variables."""
+
+    endpoint_url: str | None = None  # None: AWS itself
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    virtual_hosted_style: bool = False  # bucket.host/key instead of host/bucket/key
+    # uploads are sent in parts of this size (S3: at least 5 MiB); one part per writer
+    # is held in memory at a time
+    part_size: int = Field(default=8 << 20, ge=5 << 20, le=5 << 30)
+    max_retries: int = Field(default=5, ge=0, le=50)  # per request, with backoff
+    timeout_seconds: float = Field(default=60.0, gt=0)  # per request
+
+
 class RateLimitConfig(_Frozen):
     """Where rate-limit windows are counted: in this process, or in Redis (shared by every
     gateway process that uses the same Redis and prefix)."""
@@ -295,7 +313,8 @@ class Config(_Frozen):
     """The whole gateway configuration."""
 
     database: str = "sqlite:///batchway-data/batchway.db"
-    files: str = "batchway-data/files"
+    files: str = "batchway-data/files"  # a local folder, or s3://bucket/prefix
+    s3: S3Config = Field(default_factory=S3Config)
     admin_key: str | None = None
     public_url: str | None = None
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

@@ -67,7 +67,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
     engine = create_engine(config.async_database_url)
     await migrate(engine)
     store = SqlStore(engine)
-    blobs = open_blob_store(config.files)
+    blobs = open_blob_store(config.files, config.s3)
     providers = ProviderRegistry(config)
     # Azure deployment names may stand for public models in batch lines too
     router = Router(config, aliases=config.azure.deployments)

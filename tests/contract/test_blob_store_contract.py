@@ -1,6 +1,6 @@
 """The ``BlobStore`` contract: file contents written, committed whole, read back in chunks
 and deleted, on the disk (``LocalBlobStore`` in a temporary folder) and in memory
-(``MemoryBlobStore``)."""
+(``MemoryBlobStore``) and on S3 (``S3BlobStore``, against moto's server on loopback)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from batchway.config import S3Config
 from batchway.core.ports import BlobStore
 from batchway.store.blobs import CHUNK, LocalBlobStore
+from batchway.store.blobs_s3 import S3BlobStore
 from batchway.testing.memory import MemoryBlobStore
+from tests.conftest import S3Bucket
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def blobs(request: pytest.FixtureRequest) -> BlobStore:
     if request.param == "memory":
         return MemoryBlobStore()
+    if request.param == "s3":
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        return S3BlobStore(bucket.bucket, "gateway/files", S3Config(**bucket.config()))
     tmp_path: Path = request.getfixturevalue("tmp_path")
     return LocalBlobStore(tmp_path / "blobs")
 

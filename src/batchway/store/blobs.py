@@ -12,8 +12,10 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from batchway.config import S3Config
 from batchway.core.ports import BlobStore, BlobWriter
 from batchway.errors import ConfigError
+from batchway.store.blobs_s3 import S3BlobStore, parse_s3_location
 
 __all__ = ["LocalBlobStore", "open_blob_store"]
 
@@ -79,8 +81,12 @@ class LocalBlobStore:
         self._path(key).unlink(missing_ok=True)
 
 
-def open_blob_store(location: str) -> BlobStore:
-    """The blob store for the config's ``files`` setting (a local folder for now)."""
+def open_blob_store(location: str, s3: S3Config | None = None) -> BlobStore:
+    """The blob store for the config's ``files`` setting: ``s3://bucket/prefix`` or a
+    local folder."""
+    if location.startswith("s3://"):
+        bucket, prefix = parse_s3_location(location)
+        return S3BlobStore(bucket, prefix, s3 or S3Config())
     if "://" in location:
-        raise ConfigError(f"files: {location!r} is not supported; give a local folder path")
+        raise ConfigError(f"files: {location!r} is not supported; give s3://… or a folder path")
     return LocalBlobStore(location)
