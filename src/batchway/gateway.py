@@ -32,6 +32,7 @@ from batchway.store.migrate import migrate
 from batchway.store.ratelimits import open_rate_limiter
 from batchway.store.sql import SqlStore, create_engine
 from batchway.store.upstream import SqlUpstreamBatches
+from batchway.store.wakeups import open_wakeups
 from batchway.worker.runner import Worker
 
 __all__ = ["Gateway", "open_gateway"]
@@ -85,6 +86,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
     )
     limiter = open_rate_limiter(config.rate_limits)
     quotas = Quotas(limiter, config)
+    wakeups = open_wakeups(config)
     worker = Worker(
         config=config,
         store=store,
@@ -95,6 +97,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
         accounting=accounting,
         quotas=quotas,
         budgets=OwnerBudgets(budgets, keys, pricing),
+        wakeups=wakeups,
     )
     files = FileService(store, blobs, config.limits)
     batches = BatchService(
@@ -103,7 +106,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
         config.limits,
         file_service=files,
         router=router,
-        wake_worker=worker.wake,
+        wake_worker=wakeups.announce,
         cost_check=BatchCostCheck(budgets, pricing, router),
     )
     housekeeping = Housekeeping(files, config.file_expiry)
@@ -152,5 +155,6 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
         with contextlib.suppress(Exception):  # logged by flush
             await accounting.flush()
         await limiter.close()
+        await wakeups.close()
         await providers.close()
         await store.close()

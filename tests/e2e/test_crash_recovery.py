@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,67 +18,11 @@ import yaml
 
 from tests.conftest import gateway_config
 from tests.helpers import chat_line, jsonl, read_results, unique, upload
+from tests.processes import GatewayProcess
 
 LINES = 2000
 CONCURRENCY = 32
 PRICE_INPUT, PRICE_OUTPUT = 3.0, 15.0  # USD per million tokens
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class GatewayProcess:
-    """``batchway serve`` in a child process, as an operator would run it."""
-
-    def __init__(self, config_path: Path, log_path: Path, *options: str) -> None:
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._command = [
-            sys.executable,
-            "-m",
-            "batchway.cli.main",
-            "serve",
-            "--config",
-            str(config_path),
-            "--port",
-            str(self.port),
-            *options,
-        ]
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self._command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log_path.read_text()
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)  # the child is still starting; nothing to wait on but the port
-        raise AssertionError("gateway did not start:\n" + self.log_path.read_text())
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def terminate(self) -> int:
-        """SIGTERM, as a service manager stops it; returns the exit code."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(60)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 def _recorded_lines(database_url: str) -> set[str]:

@@ -15,8 +15,9 @@ import yaml
 from batchway.server import serve_in_thread
 from batchway.testing import FakeOpenAIBatchAPI
 from tests.conftest import gateway_config
-from tests.e2e.test_crash_recovery import GatewayProcess, _wait_for
+from tests.e2e.test_crash_recovery import _wait_for
 from tests.helpers import chat_line, jsonl, read_results, unique, upload
+from tests.processes import GatewayProcess
 
 LINES = 50
 

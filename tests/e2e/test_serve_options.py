@@ -13,7 +13,7 @@ import orjson
 import yaml
 
 from tests.conftest import gateway_config
-from tests.e2e.test_crash_recovery import GatewayProcess
+from tests.processes import GatewayProcess
 
 
 def _config(tmp_path: Path, upstream_url: str) -> Path:

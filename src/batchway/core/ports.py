@@ -14,7 +14,7 @@ the in-memory fakes in ``batchway.testing.memory`` implement them, and the contr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -61,6 +61,7 @@ __all__ = [
     "Store",
     "UpstreamBatchStore",
     "UpstreamResponse",
+    "Wakeups",
 ]
 
 
@@ -472,6 +473,22 @@ class RateLimiter(Protocol):
         """The call really used ``tokens``: correct every ``tokens`` charge of the ticket in
         the bucket it was charged in (which may go negative). Buckets that already left their
         window are not touched."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Wakeups(Protocol):
+    """Word between processes that batch work is waiting (a batch was created, validated
+    or cancelled; lines were handed back), so that idle workers look at once instead of at
+    their next poll. Polling stays: a lost word only costs a poll interval."""
+
+    def announce(self) -> None:
+        """Tell every listener, in this process and others; never blocks or raises."""
+        ...
+
+    async def listen(self, on_wake: Callable[[], None]) -> None:
+        """Call ``on_wake`` on each announcement until cancelled."""
         ...
 
     async def close(self) -> None: ...

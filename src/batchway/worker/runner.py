@@ -39,12 +39,14 @@ from batchway.core.ports import (
     Provider,
     Store,
     UpstreamBatchStore,
+    Wakeups,
 )
 from batchway.core.quotas import Quotas
 from batchway.core.retry import RetryPolicy
 from batchway.core.routing import Router
 from batchway.core.states import BatchStatus, ItemState
 from batchway.core.tokens import estimate_tokens
+from batchway.core.wakeups import LocalWakeups
 from batchway.dialects.openai.results import output_line
 from batchway.providers.registry import ProviderRegistry
 from batchway.worker.executor import Executor
@@ -138,11 +140,13 @@ class Worker:
         accounting: LineAccounting | None = None,
         quotas: Quotas | None = None,
         budgets: LineBudgets | None = None,
+        wakeups: Wakeups | None = None,
         worker_id: str | None = None,
         render: RenderResult = output_line,
     ) -> None:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._settings = config.worker
+        self._wakeups = wakeups or LocalWakeups()
         self._store = store
         self._quotas = quotas
         self._accounting = accounting
@@ -225,6 +229,7 @@ class Worker:
             asyncio.create_task(self._recorder.run(), name="recorder"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self._housekeeper(), name="housekeeper"),
+            asyncio.create_task(self._wakeups.listen(self.wake), name="wakeups"),
         ]
         if self._native.active:
             tasks.append(asyncio.create_task(self._native_loop(), name="native"))
@@ -454,7 +459,7 @@ class Worker:
                     "took back lines of a worker that stopped",
                     extra={"action": "leases_released", "lines": released},
                 )
-                self.wake()
+                self._wakeups.announce()
 
     # -- batches ------------------------------------------------------------------------
 
@@ -529,7 +534,7 @@ class Worker:
         """Take one batch a step further (the engine decides what the step is)."""
         step = await self._engine.advance(batch_id, status, now)
         if step is Step.VALIDATED:
-            self.wake()
+            self._wakeups.announce()  # its lines are ready, for every worker
         elif step is Step.DONE:
             self._stopped.pop(batch_id, None)
 
