@@ -240,6 +240,12 @@ class RateLimitConfig(_Frozen):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "batchway"
+    redis_timeout_seconds: float = Field(default=5.0, gt=0, le=300)  # each Redis command
+    # with redis: a provider's max_concurrency holds across every worker process together
+    # (batch lines: 1 - interactive_share of it); a process that stops renewing its share
+    # (killed) loses it after concurrency_lease_seconds
+    shared_concurrency: bool = True
+    concurrency_lease_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
 NATIVE_BATCH_DISCOUNT = 0.5  # what OpenAI's, Azure's and Anthropic's batch APIs take off

@@ -29,7 +29,7 @@ from batchway.providers.registry import ProviderRegistry, simulated_providers
 from batchway.store.blobs import open_blob_store
 from batchway.store.logs import SqlRequestLogs
 from batchway.store.migrate import migrate
-from batchway.store.ratelimits import open_rate_limiter
+from batchway.store.ratelimits import open_concurrency_pool, open_rate_limiter
 from batchway.store.sql import SqlStore, create_engine
 from batchway.store.upstream import SqlUpstreamBatches
 from batchway.store.wakeups import open_wakeups
@@ -87,6 +87,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
     limiter = open_rate_limiter(config.rate_limits)
     quotas = Quotas(limiter, config)
     wakeups = open_wakeups(config)
+    concurrency = open_concurrency_pool(config.rate_limits)
     worker = Worker(
         config=config,
         store=store,
@@ -98,6 +99,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
         quotas=quotas,
         budgets=OwnerBudgets(budgets, keys, pricing),
         wakeups=wakeups,
+        concurrency=concurrency,
     )
     files = FileService(store, blobs, config.limits)
     batches = BatchService(
@@ -156,5 +158,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
             await accounting.flush()
         await limiter.close()
         await wakeups.close()
+        if concurrency is not None:
+            await concurrency.close()
         await providers.close()
         await store.close()

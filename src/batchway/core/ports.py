@@ -45,6 +45,7 @@ __all__ = [
     "BatchStore",
     "BlobStore",
     "BlobWriter",
+    "ConcurrencyPool",
     "FileStore",
     "KeyStore",
     "LineAccounting",
@@ -473,6 +474,24 @@ class RateLimiter(Protocol):
         """The call really used ``tokens``: correct every ``tokens`` charge of the ticket in
         the bucket it was charged in (which may go negative). Buckets that already left their
         window are not touched."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ConcurrencyPool(Protocol):
+    """Concurrency limits shared by processes: each *holder* (a process's part of a pool)
+    renews its grant; see ``batchway.core.concurrency`` for the rule every pool applies."""
+
+    async def renew(
+        self, pool: str, holder: str, *, want: int, busy: int, limit: int, ttl_seconds: float
+    ) -> int:
+        """Record that ``holder`` wants ``want`` calls and has ``busy`` in flight; return
+        how many it may have in flight now. ``want == busy == 0`` hands everything back."""
+        ...
+
+    async def holders(self, pool: str) -> dict[str, int]:
+        """What each live holder of ``pool`` holds (``max(grant, busy)``)."""
         ...
 
     async def close(self) -> None: ...

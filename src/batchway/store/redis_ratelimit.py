@@ -136,8 +136,18 @@ class RedisRateLimiter:
     hash-tag prefix such as ``{batchway}``.
     """
 
-    def __init__(self, url: str, prefix: str, *, clock: Callable[[], float] = time.time) -> None:
-        self._redis = redis.asyncio.Redis.from_url(url)
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        # every command bounded: a Redis that stops answering is an error, not a hang
+        self._redis = redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+        )
         self._prefix = prefix
         self._clock = clock
         self._acquire = self._redis.register_script(_ACQUIRE)

@@ -30,10 +30,12 @@ import orjson
 
 from batchway.config import Config
 from batchway.core import clock
+from batchway.core.concurrency import SharedSlots, batch_share
 from batchway.core.engine import BatchEngine, RenderResult, Step
 from batchway.core.models import BatchItem, ItemOutcome, LineRecord
 from batchway.core.ports import (
     BlobStore,
+    ConcurrencyPool,
     LineAccounting,
     LineBudgets,
     Provider,
@@ -58,6 +60,7 @@ __all__ = ["Worker"]
 _MIN_PREFETCH = 256  # lines one claim may take: fewer claims per line at low concurrency
 _LOOP_BACKOFF_MAX = 5.0  # longest pause of a loop whose step raised
 _STEPS_AT_ONCE = 4  # batches validated or finalized at the same time by one worker
+_CANCEL_ROUNDS = 20  # attempts to cancel the worker's loops (0.5 s each) before giving up
 
 log = logging.getLogger("batchway.worker")
 
@@ -89,6 +92,27 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
     event.clear()
 
 
+async def _cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them. A cancellation that lands inside a client
+    library's call can be swallowed there (redis-py does), leaving the task running: such
+    tasks are cancelled again, for a bounded time, rather than waited on forever."""
+    pending = {task for task in tasks if not task.done()}
+    for _ in range(_CANCEL_ROUNDS):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    if pending:
+        log.error(
+            "tasks did not stop when cancelled",
+            extra={"action": "worker_error", "tasks": sorted(t.get_name() for t in pending)},
+        )
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: a crashed loop was already raised or logged
+
+
 async def _pause_after_error(name: str, failures: int) -> None:
     """A loop's step raised: log it and wait a little longer each time (capped)."""
     log.exception(f"{name} step failed", extra={"action": f"{name}_error"})
@@ -109,6 +133,7 @@ class _Lane:
         self.queue: asyncio.Queue[BatchItem] = asyncio.Queue()
         self.running = 0
         self.wake = asyncio.Event()
+        self.slots: SharedSlots | None = None  # the provider's concurrency, shared by processes
 
     @property
     def held(self) -> int:
@@ -141,6 +166,7 @@ class Worker:
         quotas: Quotas | None = None,
         budgets: LineBudgets | None = None,
         wakeups: Wakeups | None = None,
+        concurrency: ConcurrencyPool | None = None,
         worker_id: str | None = None,
         render: RenderResult = output_line,
     ) -> None:
@@ -160,6 +186,17 @@ class Worker:
             ),
         )
         self._lanes = {p.name: _Lane(p) for p in providers}
+        if concurrency is not None:
+            for name, lane in self._lanes.items():
+                share = config.providers[name].interactive_share if name in config.providers else 0
+                lane.slots = SharedSlots(
+                    concurrency,
+                    f"batch:{name}",
+                    self.id,
+                    limit=batch_share(lane.size, share),
+                    ttl_seconds=config.rate_limits.concurrency_lease_seconds,
+                    renew_seconds=config.rate_limits.concurrency_lease_seconds / 5,
+                )
         self._native = NativeBatches(
             worker_id=self.id,
             store=store,
@@ -241,6 +278,10 @@ class Worker:
                 asyncio.create_task(self._runner(lane), name=f"runner-{lane.provider.name}")
                 for _ in range(lane.size)
             ]
+            if lane.slots is not None:
+                tasks.append(
+                    asyncio.create_task(lane.slots.run(), name=f"slots-{lane.provider.name}")
+                )
         try:
             while not self._stopping.is_set():
                 for task in tasks:  # a crashed loop must not leave the worker waiting forever
@@ -253,9 +294,7 @@ class Worker:
                 await self._finish_in_flight()
         finally:
             tasks += self._steps.values()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_all(tasks)
             await self._hand_back()
 
     async def _finish_in_flight(self) -> None:
@@ -389,14 +428,22 @@ class Worker:
         """Run a line once its provider's rate limits have room for it (batch share)."""
         quotas = self._quotas
         if quotas is None or not quotas.provider_limited(item.provider):
-            return await self._executor.run(item)
+            return await self._execute(item)
         tokens = 0
         if quotas.provider_counts_tokens(item.provider):
             tokens = estimate_tokens(item.endpoint, _json_object(item.body))
         ticket = await quotas.hold_provider(item.provider, tokens)
-        outcome = await self._executor.run(item)
+        outcome = await self._execute(item)
         await quotas.settle(ticket, outcome.usage.total_tokens)
         return outcome
+
+    async def _execute(self, item: BatchItem) -> ItemOutcome:
+        """The call, within the provider's concurrency shared by every process (if so)."""
+        lane = self._lanes.get(item.provider)
+        if lane is None or lane.slots is None:
+            return await self._executor.run(item)
+        async with lane.slots.call():
+            return await self._executor.run(item)
 
     async def _recorded(self, records: Sequence[LineRecord]) -> None:
         """After a commit: retried lines may run again, ended batches be finalized."""

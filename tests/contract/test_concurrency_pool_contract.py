@@ -1,0 +1,135 @@
+"""The ``ConcurrencyPool`` contract: the same grants from every implementation, in process
+(``MemoryConcurrencyPool``) and in Redis (``RedisConcurrencyPool``, where every holder may
+be another process), and `SharedSlots` keeping many processes' calls within one limit."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from batchway.core.concurrency import MemoryConcurrencyPool, SharedSlots, batch_share
+from batchway.core.ports import ConcurrencyPool
+from batchway.store.redis_concurrency import RedisConcurrencyPool
+from tests.conftest import REDIS_URL
+from tests.contract.test_rate_limiter_contract import delete_prefix
+
+TTL = 60.0
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def pool(request: pytest.FixtureRequest) -> AsyncIterator[ConcurrencyPool]:
+    if request.param == "memory":
+        yield MemoryConcurrencyPool()
+        return
+    if not request.getfixturevalue("redis_available"):
+        pytest.skip("Redis is not reachable")
+    prefix = f"bwtest-{secrets.token_hex(6)}"
+    redis_pool = RedisConcurrencyPool(REDIS_URL, prefix)
+    try:
+        yield redis_pool
+    finally:
+        await redis_pool.close()
+        await delete_prefix(prefix)
+
+
+async def renew(pool: ConcurrencyPool, holder: str, want: int, busy: int = 0) -> int:
+    return await pool.renew("p", holder, want=want, busy=busy, limit=10, ttl_seconds=TTL)
+
+
+async def test_a_lone_holder_gets_what_it_wants_up_to_the_limit(pool: ConcurrencyPool) -> None:
+    assert await renew(pool, "a", 4) == 4
+    assert await renew(pool, "a", 25) == 10
+    assert await pool.holders("p") == {"a": 10}
+
+
+async def test_holders_never_hold_more_than_the_limit_together(pool: ConcurrencyPool) -> None:
+    assert await renew(pool, "a", 8, busy=0) == 8
+    assert await renew(pool, "b", 8) == 2
+    assert sum((await pool.holders("p")).values()) == 10
+
+
+async def test_calls_in_flight_are_counted_until_they_end(pool: ConcurrencyPool) -> None:
+    assert await renew(pool, "a", 10) == 10
+    # b wants a share: a is told to come down to an even share, but its 10 calls in flight
+    # still count, so b gets nothing until they end
+    assert await renew(pool, "b", 10) == 0
+    assert await renew(pool, "a", 10, busy=10) == 5
+    assert await renew(pool, "b", 10) == 0
+    assert await renew(pool, "a", 10, busy=5) == 5
+    assert await renew(pool, "b", 10) == 5
+    assert await pool.holders("p") == {"a": 5, "b": 5}
+
+
+async def test_handing_back_frees_the_share(pool: ConcurrencyPool) -> None:
+    assert await renew(pool, "a", 10) == 10
+    assert await renew(pool, "a", 0, busy=0) == 0
+    assert await pool.holders("p") == {}
+    assert await renew(pool, "b", 10) == 10
+
+
+async def test_pools_are_apart(pool: ConcurrencyPool) -> None:
+    assert await pool.renew("p", "a", want=10, busy=0, limit=10, ttl_seconds=TTL) == 10
+    assert await pool.renew("q", "a", want=10, busy=0, limit=3, ttl_seconds=TTL) == 3
+
+
+async def test_a_holder_that_stops_renewing_is_forgotten(pool: ConcurrencyPool) -> None:
+    # a killed process: its share comes back once its lease runs out (a real wait here,
+    # as Redis keeps its own time)
+    assert await pool.renew("p", "dead", want=10, busy=10, limit=10, ttl_seconds=0.2) == 10
+    assert await renew(pool, "b", 10) == 0
+    await asyncio.sleep(0.3)
+    assert await renew(pool, "b", 10) == 10
+
+
+async def test_many_processes_stay_within_the_limit(pool: ConcurrencyPool) -> None:
+    limit = 7
+    in_flight, peak, done = 0, 0, 0
+
+    async def call(slots: SharedSlots) -> None:
+        nonlocal in_flight, peak, done
+        async with slots.call():
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(random.uniform(0, 0.01))
+            in_flight -= 1
+            done += 1
+
+    processes = [
+        SharedSlots(pool, "shared", f"process-{i}", limit=limit, renew_seconds=0.05)
+        for i in range(4)
+    ]
+    renewers = [asyncio.create_task(slots.run()) for slots in processes]
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(call(processes[i % 4]) for i in range(400)))
+    finally:
+        for task in renewers:
+            task.cancel()
+        await asyncio.gather(*renewers, return_exceptions=True)
+    assert done == 400
+    assert peak <= limit
+    assert await pool.holders("shared") == {}  # every process handed its share back
+
+
+def test_batch_lines_leave_the_interactive_share() -> None:
+    assert batch_share(64, 0.2) == 51
+    assert batch_share(1, 0.5) == 1
+    assert batch_share(10, 0.0) == 10
+
+
+async def test_with_redis_down_each_process_keeps_to_its_own_limit() -> None:
+    unreachable = RedisConcurrencyPool("redis://127.0.0.1:9/0", "bwtest")
+    slots = SharedSlots(unreachable, "p", "me", limit=3, renew_seconds=0.05)
+    renewer = asyncio.create_task(slots.run())
+    try:
+        async with asyncio.timeout(30):
+            async with slots.call():
+                assert slots.granted == 3
+    finally:
+        renewer.cancel()
+        await asyncio.gather(renewer, return_exceptions=True)
+        await unreachable.close()
