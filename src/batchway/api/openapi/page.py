@@ -56,6 +56,24 @@ def _inline(text: str) -> Markup:
     return Markup(_CODE.sub(lambda m: f"<code>{m.group(1) or m.group(2)}</code>", escaped))
 
 
+def _merged(responses: list[tuple[str, JSON]]) -> list[tuple[str, JSON]]:
+    """One row for the statuses that answer alike (``502, 503, 504``)."""
+    rows: list[tuple[list[str], JSON]] = []
+    for status, response in responses:
+        same = next((row for row in rows if row[1] == response), None)
+        if same is None:
+            rows.append(([status], response))
+        else:
+            same[0].append(status)
+    return [(", ".join(statuses), response) for statuses, response in rows]
+
+
+def _component(schema: JSON) -> str | None:
+    """The name of the component ``schema`` is only a reference to, if it is one."""
+    match = _SCHEMA_REF.fullmatch(schema.get("$ref", "")) if len(schema) == 1 else None
+    return match.group(1) if match else None
+
+
 def _operations(document: JSON) -> dict[str, list[_Operation]]:
     grouped: dict[str, list[_Operation]] = {tag["name"]: [] for tag in document["tags"]}
     for path, item in document["paths"].items():
@@ -65,10 +83,12 @@ def _operations(document: JSON) -> dict[str, list[_Operation]]:
             if operation is None:
                 continue
             own = [_resolve(document, p) for p in operation.get("parameters", [])]
-            responses = [
-                (status, _resolve(document, response))
-                for status, response in operation["responses"].items()
-            ]
+            responses = _merged(
+                [
+                    (status, _resolve(document, response))
+                    for status, response in operation["responses"].items()
+                ]
+            )
             entry = _Operation(method.upper(), path, operation, shared + own, responses)
             for tag in operation["tags"]:
                 grouped.setdefault(tag, []).append(entry)
@@ -81,7 +101,7 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters.update(schema_json=_schema_json, inline=_inline)
+_env.filters.update(schema_json=_schema_json, inline=_inline, component=_component)
 
 
 def reference_page(document: JSON) -> str:

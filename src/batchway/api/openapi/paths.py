@@ -230,15 +230,9 @@ def _batches(prefix: str, family: Family) -> dict[str, JSON]:
 
 # -- synchronous routes ------------------------------------------------------------------
 
-_EVENT: JSON = {
-    "type": "object",
-    "description": "One server-sent event.",
-    "required": ["data"],
-    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
-}
 _STREAMED: dict[str, JSON] = {
     "application/json": {"schema": {"type": "object"}},
-    "text/event-stream": {"schema": _EVENT},
+    "text/event-stream": {"schema": ref("ServerSentEvent")},
 }
 
 

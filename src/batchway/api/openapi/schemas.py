@@ -428,7 +428,15 @@ def _gateway_objects() -> dict[str, JSON]:
             "owned_by": {"type": "string"},
         }
     )
+    event = {
+        "type": "object",
+        "description": "One event of a stream (the schema of a `text/event-stream` answer is "
+        "its events').",
+        "required": ["data"],
+        "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+    }
     return {
+        "ServerSentEvent": event,
         "Health": _closed({"status": {"const": "ok"}}),
         "ModelObject": model,
         "ModelList": _closed(
