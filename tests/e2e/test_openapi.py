@@ -83,10 +83,26 @@ class Spec:
         return self._validators[key]
 
     def problems(self, method: str, path: str, response: httpx.Response) -> list[str]:
-        """What is wrong with ``response`` by the document (nothing: an empty list)."""
+        """What is wrong with ``response`` by the document (nothing: an empty list); and
+        with its request, if the gateway took it: a JSON body the document would refuse."""
         template = self.route(method, path)
         if template is None:
             return ["the route is not in the document"]
+        problems = []
+        if response.is_success:
+            taken = self.request_problems(method, template, response.request)
+            problems = [f"the request it took: {problem}" for problem in taken]
+        return problems + self.response_problems(method, template, response)
+
+    def request_problems(self, method: str, template: str, request: httpx.Request) -> list[str]:
+        body = self.document["paths"][template][method.lower()].get("requestBody")
+        media = request.headers.get("content-type", "").split(";")[0].strip()
+        if body is None or media != "application/json":
+            return []
+        validator = self.validator(body["content"][media]["schema"])
+        return [error.message for error in validator.iter_errors(orjson.loads(request.content))]
+
+    def response_problems(self, method: str, template: str, response: httpx.Response) -> list[str]:
         spec = self.response(method, template, response.status_code)
         if spec is None:
             return [f"status {response.status_code} is not documented"]
