@@ -82,7 +82,6 @@ def test_every_operation_has_its_own_id_a_tag_and_its_answers() -> None:
         for requirement in operation["security"]:
             assert set(requirement) <= schemes, (path, method)
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
-    assert len(ids) == 61
 
 
 def test_every_path_parameter_is_declared() -> None:

@@ -22,7 +22,7 @@ from batchway.dialects.azure.wire import DEPLOYMENT_ENDPOINTS
 
 __all__ = ["Family", "paths"]
 
-JSONL = "application/x-jsonl"
+_JSONL = "application/x-jsonl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +168,7 @@ def _files(prefix: str, family: Family) -> dict[str, JSON]:
 
 def _batches(prefix: str, family: Family) -> dict[str, JSON]:
     either = {"oneOf": [ref("OpenAIBatch"), ref("AnthropicMessageBatch")]}
-    results = {JSONL: {"schema": {"type": "string"}}}
+    results = {_JSONL: {"schema": {"type": "string"}}}
     create = (
         "From an uploaded file (`input_file_id`), or from inline `requests`: such a batch "
         "answers as a message batch, and its results are read from the batch."
@@ -305,7 +305,7 @@ def _messages(family: Family) -> dict[str, JSON]:
     results = _answer(
         family,
         "One `{custom_id, result}` line per request, in input order.",
-        {JSONL: {"schema": {"type": "string"}}},
+        {_JSONL: {"schema": {"type": "string"}}},
     )
     base = "/v1/messages/batches"
     return {
@@ -461,27 +461,26 @@ def _admin(family: Family) -> dict[str, JSON]:
 
 
 def _gateway(family: Family) -> dict[str, JSON]:
-    def text(name: str, summary: str, media: str, description: str) -> JSON:
-        schema = {"type": "object"} if media == "application/json" else {"type": "string"}
+    def get(name: str, summary: str, description: str, media: str, schema: JSON) -> JSON:
         ok = _answer(family, description, {media: {"schema": schema}})
         return {"get": _operation(family, name, summary, ok)}
 
+    text = {"type": "string"}
     return {
-        "/healthz": {
-            "get": _operation(
-                family, "healthz", "Health", _json(family, "The gateway is up.", ref("Health"))
-            )
-        },
-        "/metrics": text(
+        "/healthz": get(
+            "healthz", "Health", "The gateway is up.", "application/json", ref("Health")
+        ),
+        "/metrics": get(
             "metrics",
             "Prometheus metrics",
-            "text/plain",
             "The exposition (404 when the config turns metrics off).",
+            "text/plain",
+            text,
         ),
-        "/openapi.json": text(
-            "openapi", "This document", "application/json", "The OpenAPI 3.1 document."
+        "/openapi.json": get(
+            "openapi", "This document", "OpenAPI 3.1.", "application/json", {"type": "object"}
         ),
-        "/docs": text("docs", "The API reference", "text/html", "This document as a page."),
+        "/docs": get("docs", "The API reference", "This document as a page.", "text/html", text),
     }
 
 

@@ -16,7 +16,7 @@ __all__ = ["openapi_routes"]
 _PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
-class Prerendered:
+class _Prerendered:
     """An ASGI endpoint that answers every request with the same bytes."""
 
     def __init__(self, body: bytes, content_type: str, **headers: str) -> None:
@@ -37,8 +37,8 @@ class Prerendered:
 def openapi_routes() -> list[Route]:
     """The two routes, their answers rendered now."""
     document = openapi_document()
-    spec = Prerendered(orjson.dumps(document), "application/json")
-    page = Prerendered(
+    spec = _Prerendered(orjson.dumps(document), "application/json")
+    page = _Prerendered(
         reference_page(document).encode(),
         "text/html; charset=utf-8",
         **{"content-security-policy": _PAGE_POLICY, "x-content-type-options": "nosniff"},

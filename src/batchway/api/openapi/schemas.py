@@ -34,7 +34,7 @@ from batchway.dialects.openai.wire import (
     OpenAIInlineBatchCreate,
 )
 
-__all__ = ["JSON", "component_schemas", "nullable", "ref"]
+__all__ = ["JSON", "component_schemas", "ref"]
 
 JSON = dict[str, Any]
 _REF = "#/components/schemas/{model}"
@@ -58,7 +58,7 @@ def ref(name: str) -> JSON:
     return {"$ref": _REF.format(model=name)}
 
 
-def nullable(schema: JSON) -> JSON:
+def _nullable(schema: JSON) -> JSON:
     """``schema`` or ``null``."""
     return {"anyOf": [schema, {"type": "null"}]}
 
@@ -96,7 +96,7 @@ def _batch_endpoints() -> list[str]:
 
 def _narrowed(schemas: dict[str, JSON]) -> dict[str, JSON]:
     window = {"const": "24h"}
-    metadata = nullable(
+    metadata = _nullable(
         {
             "type": "object",
             "maxProperties": 16,
@@ -120,13 +120,12 @@ def _narrowed(schemas: dict[str, JSON]) -> dict[str, JSON]:
 # -- requests passed on to the provider --------------------------------------------------
 
 
-def _object(required: list[str], properties: JSON, description: str, **extra: Any) -> JSON:
+def _object(required: list[str], properties: JSON, description: str) -> JSON:
     return {
         "type": "object",
         "description": description,
         "required": required,
         "properties": properties,
-        **extra,
     }
 
 
@@ -161,7 +160,7 @@ def _chat_request(required: list[str]) -> JSON:
         "n": _COUNT,
         "stop": _TEXTS,
         "stream": {"type": "boolean"},
-        "stream_options": nullable(
+        "stream_options": _nullable(
             {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}
         ),
         "user": {"type": "string"},
@@ -327,7 +326,7 @@ def _key(with_secret: bool) -> JSON:
         "object": {"const": "gateway.key"},
         "name": {"type": "string"},
         "created_at": {"type": "integer"},
-        "models": nullable({"type": "array", "items": {"type": "string"}}),
+        "models": _nullable({"type": "array", "items": {"type": "string"}}),
         "rpm": limit,
         "tpm": limit,
         "tph": limit,
