@@ -14,6 +14,7 @@ import pytest
 import schemathesis
 from starlette.testclient import TestClient
 
+from batchway.api.admin_logs import CSV_COLUMNS
 from batchway.api.app import create_app
 from batchway.api.openapi import openapi_document
 from batchway.config import Config
@@ -90,6 +91,15 @@ def test_every_path_parameter_is_declared() -> None:
         declared = [resolve(p["$ref"]) if "$ref" in p else p for p in listed]
         in_path = {p["name"] for p in declared if p["in"] == "path"}
         assert in_path == set(re.findall(r"{(\w+)}", path)), (path, method)
+
+
+def test_a_request_log_has_the_columns_of_the_csv_export() -> None:
+    properties = list(DOCUMENT["components"]["schemas"]["RequestLog"]["properties"])
+
+    assert properties[0] == "object"
+    assert [p for p in properties[1:] if not p.startswith(("request_body", "response_body"))] == (
+        CSV_COLUMNS
+    )
 
 
 def test_the_client_routes_answer_errors_in_their_dialect() -> None:
