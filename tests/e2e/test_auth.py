@@ -13,7 +13,9 @@ import httpx
 import openai
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from batchway.cli.main import app
 from batchway.core.ids import hash_key
 from tests.conftest import RunningGateway
 from tests.helpers import blobs, chat_line, jsonl, read_results, unique, upload
@@ -394,6 +396,18 @@ def test_keys_create_cli_prints_a_key_that_authenticates(
     [entry] = listed_keys(gw)
     assert entry["name"] == "cli"
     assert entry["id"] in result.stdout
+
+
+def test_keys_create_cli_refuses_a_limit_out_of_range(database_url: str, tmp_path: Path):
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump({"database": database_url, "files": str(tmp_path / "f")}))
+
+    result = CliRunner().invoke(
+        app, ["keys", "create", "--name", "x", "--rpm", str(2**31), "--config", str(config)]
+    )
+
+    assert result.exit_code == 1
+    assert "rpm must be between 1 and 2147483647" in result.output
 
 
 # -- updating keys -------------------------------------------------------------------------

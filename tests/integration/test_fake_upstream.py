@@ -266,6 +266,17 @@ def test_embeddings_reject_empty_input(http: httpx.Client) -> None:
     assert response.json()["error"]["param"] == "input"
 
 
+@pytest.mark.parametrize("dimensions", [8193, 10**18])
+def test_embeddings_refuse_more_dimensions_than_any_model_has(
+    http: httpx.Client, dimensions: int
+) -> None:
+    body = {"model": "fake-ok", "input": "x", "dimensions": dimensions}
+    response = http.post("/v1/embeddings", json=body)
+
+    assert_error_envelope(response, 400, "invalid_request_error")
+    assert response.json()["error"]["param"] == "dimensions"
+
+
 def test_responses_with_a_string_input(client: OpenAI) -> None:
     response = client.responses.create(model="fake-ok", input="tell me a joke")
 

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from batchway.api.auth import authenticate_admin
 from batchway.api.openai.routes import by_method, json_response, parse_json, validated
+from batchway.core.keys import MAX_KEY_BYTES, MAX_KEY_LIMIT
 from batchway.core.models import ApiKey, BudgetPeriod
 from batchway.dialects.openai.batches import from_core_batch
 from batchway.gateway import Gateway
@@ -23,16 +24,16 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    tph: int | None = Field(default=None, ge=1)
-    rph: int | None = Field(default=None, ge=1)
-    budget_usd: float | None = Field(default=None, ge=0)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_KEY_LIMIT)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_KEY_LIMIT)
+    tph: int | None = Field(default=None, ge=1, le=MAX_KEY_LIMIT)
+    rph: int | None = Field(default=None, ge=1, le=MAX_KEY_LIMIT)
+    budget_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget_period: BudgetPeriod | None = None
     models: list[str] | None = None
     # the key's own storage quota; omitted: the config's limits.max_*_per_key
-    max_storage_bytes: int | None = Field(default=None, ge=1)
-    max_files: int | None = Field(default=None, ge=1)
+    max_storage_bytes: int | None = Field(default=None, ge=1, le=MAX_KEY_BYTES)
+    max_files: int | None = Field(default=None, ge=1, le=MAX_KEY_LIMIT)
 
 
 class KeyUpdate(KeyCreate):

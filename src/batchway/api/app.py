@@ -23,6 +23,7 @@ from batchway.api.errors import handle_gateway_error, handle_http_error, handle_
 from batchway.api.metrics import metrics_routes
 from batchway.api.openai.proxy import proxy_routes
 from batchway.api.openai.routes import openai_routes
+from batchway.api.openapi import openapi_routes
 from batchway.config import Config
 from batchway.console import Sessions, console_routes
 from batchway.errors import GatewayError
@@ -70,6 +71,7 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
             *admin_routes(),
             *log_routes(),
             *metrics_routes(),
+            *openapi_routes(),
             *console_routes(config),
         ],
         exception_handlers={

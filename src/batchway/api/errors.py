@@ -86,6 +86,8 @@ def _render(
         return anthropic_error(status, message, type_=own, headers=headers)
     # OpenAI reports authentication failures as invalid_request_error
     openai_type = "invalid_request_error" if status in (401, 403, 404, 413) else type_
+    # and answers every request, errors too, with its id
+    headers = {"x-request-id": new_request_id(), **(headers or {})}
     return openai_error(status, message, type_=openai_type, param=param, code=code, headers=headers)
 
 

@@ -165,21 +165,25 @@ def keys_create(
     ] = False,
 ) -> None:
     """Create a gateway key; the key is printed once and never stored."""
-    key, secret = _with_gateway(
-        _config(config),
-        lambda gateway: gateway.keys.create(
-            name=name,
-            models=model,
-            rpm=rpm,
-            rph=rph,
-            tpm=tpm,
-            tph=tph,
-            budget_usd=budget_usd,
-            budget_period=budget_period.value if budget_period is not None else None,
-            max_storage_bytes=max_storage_bytes,
-            max_files=max_files,
-        ),
-    )
+    try:
+        key, secret = _with_gateway(
+            _config(config),
+            lambda gateway: gateway.keys.create(
+                name=name,
+                models=model,
+                rpm=rpm,
+                rph=rph,
+                tpm=tpm,
+                tph=tph,
+                budget_usd=budget_usd,
+                budget_period=budget_period.value if budget_period is not None else None,
+                max_storage_bytes=max_storage_bytes,
+                max_files=max_files,
+            ),
+        )
+    except GatewayError as exc:  # a limit out of range
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
     if quiet:
         print(secret)
     else:

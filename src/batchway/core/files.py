@@ -13,7 +13,15 @@ from batchway.core.models import Page, Principal, StorageUse, StoredFile
 from batchway.core.ports import BlobStore, BlobWriter, FileStore
 from batchway.errors import InvalidRequest, NotFound, PayloadTooLarge, StorageQuotaExceeded
 
-__all__ = ["BATCH_FILE_TTL", "UPLOAD_PURPOSES", "FileService", "Upload", "human_size"]
+__all__ = [
+    "BATCH_FILE_TTL",
+    "MAX_EXPIRY",
+    "MIN_EXPIRY",
+    "UPLOAD_PURPOSES",
+    "FileService",
+    "Upload",
+    "human_size",
+]
 
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 BATCH_FILE_TTL = 30 * 24 * 3600  # batch input and output files expire after 30 days

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from batchway.core import clock
@@ -12,7 +14,7 @@ from batchway.core.models import ApiKey, BudgetPeriod, Principal
 from batchway.core.ports import KeyStore
 from batchway.errors import AuthError, InvalidRequest, NotFound
 
-__all__ = ["ADMIN", "KeyService"]
+__all__ = ["ADMIN", "MAX_KEY_BYTES", "MAX_KEY_LIMIT", "KeyService", "check_key_settings"]
 
 ADMIN = Principal(key_id="admin", name="admin", is_admin=True)
 _CACHE_ENTRIES = 10_000
@@ -32,6 +34,31 @@ _UPDATABLE = frozenset(
     }
 )
 _CACHE_SECONDS = 30.0  # how long a process trusts what it knows of a key (revocation delay)
+# the largest rate limit or file count a key may carry: the store keeps them in 32-bit columns
+MAX_KEY_LIMIT = 2**31 - 1
+MAX_KEY_BYTES = 2**63 - 1  # the largest storage quota (a 64-bit column)
+_COUNTS = {
+    "rpm": MAX_KEY_LIMIT,
+    "tpm": MAX_KEY_LIMIT,
+    "tph": MAX_KEY_LIMIT,
+    "rph": MAX_KEY_LIMIT,
+    "max_files": MAX_KEY_LIMIT,
+    "max_storage_bytes": MAX_KEY_BYTES,
+}
+
+
+def check_key_settings(settings: Mapping[str, Any]) -> None:
+    """Refuse a limit out of what the store can hold, or a budget that is not a finite
+    amount, with a 400 naming it (None, no limit, is always fine)."""
+    for name, high in _COUNTS.items():
+        value = settings.get(name)
+        if value is not None and not 1 <= value <= high:
+            raise InvalidRequest(f"{name} must be between 1 and {high}.", param=name)
+    budget = settings.get("budget_usd")
+    if budget is not None and not (math.isfinite(budget) and budget >= 0):
+        raise InvalidRequest(
+            "budget_usd must be a finite amount of at least 0.", param="budget_usd"
+        )
 
 
 class KeyService:
@@ -60,6 +87,17 @@ class KeyService:
         """A new key; returns the record and the key itself (shown once, never stored)."""
         if not name.strip():
             raise InvalidRequest("name must not be empty", param="name")
+        check_key_settings(
+            {
+                "rpm": rpm,
+                "tpm": tpm,
+                "tph": tph,
+                "rph": rph,
+                "budget_usd": budget_usd,
+                "max_storage_bytes": max_storage_bytes,
+                "max_files": max_files,
+            }
+        )
         secret = new_api_key()
         key = ApiKey(
             id=new_id("key"),
@@ -90,6 +128,7 @@ class KeyService:
             raise InvalidRequest(f"A key has no setting {unknown[0]!r}.", param=unknown[0])
         if "name" in changes and not (changes["name"] or "").strip():
             raise InvalidRequest("name must not be empty", param="name")
+        check_key_settings(changes)
         key = await self._store.update_key(key_id, changes)
         if key is None:
             raise NotFound(f"No key with id {key_id!r}.")

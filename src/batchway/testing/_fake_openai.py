@@ -21,6 +21,7 @@ import orjson
 JSONObject = dict[str, Any]
 
 FINGERPRINT: Final = "fp_fake"
+MAX_DIMENSIONS: Final = 8192  # longer vectors than any real embedding model gives
 _MODELS_CREATED: Final = 1_700_000_000
 _WORD_START = re.compile(r"(?<=\s)(?=\S)")
 
@@ -114,6 +115,14 @@ def _embeddings(call: Call) -> JSONObject:
     dimensions = call.body.get("dimensions")
     if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1:
         dimensions = call.dimensions
+    elif dimensions > MAX_DIMENSIONS:
+        raise ErrorReply(
+            400,
+            "Invalid 'dimensions': integer above maximum value. Expected a value <= "
+            f"{MAX_DIMENSIONS}, but got {dimensions} instead.",
+            param="dimensions",
+            code="integer_above_max_value",
+        )
     as_base64 = call.body.get("encoding_format") == "base64"
     data = []
     for index, (text, _) in enumerate(inputs):

@@ -11,8 +11,9 @@ Endpoints (each with or without the ``/v1`` prefix):
   word, a finish chunk, a usage chunk when ``stream_options.include_usage``, then ``[DONE]``.
 - ``POST /completions``: a ``text_completion`` echoing each prompt.
 - ``POST /embeddings``: deterministic unit vectors derived from a hash of each input
-  (``dimensions`` long, 8 by default), as float lists or, for ``encoding_format: "base64"``,
-  base64 of little-endian float32 (the OpenAI SDK asks for base64 by default).
+  (``dimensions`` long, 8 by default, at most 8192: more is a 400, as OpenAI's), as float
+  lists or, for ``encoding_format: "base64"``, base64 of little-endian float32 (the OpenAI SDK
+  asks for base64 by default).
 - ``POST /responses``: a minimal completed Responses API object echoing the last user input.
 - ``GET /models`` and ``GET /models/{id}``: the behaviour models below.
 - Anything else answers 404 and a body that is not a JSON object 400, in the OpenAI error

@@ -17,7 +17,8 @@ CUSTOM_ID_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # every field is sent, defaults too: the JSON schema of an answer says so (/openapi.json)
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
 class AnthropicBatchRequest(_Wire):

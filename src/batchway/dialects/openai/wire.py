@@ -23,7 +23,8 @@ __all__ = [
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # every field is sent, defaults too: the JSON schema of an answer says so (/openapi.json)
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
 class OpenAIExpiresAfter(_Wire):
