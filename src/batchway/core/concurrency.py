@@ -3,7 +3,8 @@
 Each process holds a *grant*: how many calls it may have in flight to a provider. It asks a
 `ConcurrencyPool` (Redis, shared by all processes; or `MemoryConcurrencyPool`) for a new
 grant whenever what it wants changes and at least every ``renew_seconds``, saying how many
-it wants and how many calls it has in flight (``busy``). The pool:
+it wants and how many calls it may have in flight until the answer comes (``busy``: the
+calls in flight, or the grant in force if that is more). The pool:
 
 - never grants more than the limit less what the other holders hold, and records a
   holder's share as ``max(grant, busy)``, so calls already under way are counted until they
@@ -171,12 +172,16 @@ class SharedSlots:
 
     async def _renew_once(self) -> None:
         want = min(self.limit, self.busy + self._waiting)
+        # while this renewal is on its way, calls may start up to the grant in force: the
+        # pool must count that many, not just the calls in flight now, or it could hand
+        # them to another process meanwhile; a lower grant takes effect from the answer
+        held = max(self.busy, self.granted)
         try:
             granted = await self._pool.renew(
                 self.name,
                 self._holder,
                 want=want,
-                busy=self.busy,
+                busy=held,
                 limit=self.limit,
                 ttl_seconds=self._ttl,
             )
