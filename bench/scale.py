@@ -196,6 +196,10 @@ def run_once(args: argparse.Namespace, workers: int, upstream: str) -> float:
                 except subprocess.TimeoutExpired:
                     process.kill()
             asyncio.run(_admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if args.logs:
+                Path(args.logs).mkdir(parents=True, exist_ok=True)
+                target = Path(args.logs) / f"{name}-{workers}-workers.log"
+                target.write_bytes((Path(folder) / "processes.log").read_bytes())
 
 
 def main() -> None:
@@ -205,6 +209,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--logs", help="keep the processes' logs in this folder")
     parser.add_argument(
         "--postgres",
         default=os.environ.get(

@@ -37,6 +37,7 @@ __all__ = [
     "BatchLimits",
     "Config",
     "ConsoleConfig",
+    "DatabasePoolConfig",
     "FileExpiryConfig",
     "KindCheck",
     "LogConfig",
@@ -216,6 +217,16 @@ class FileExpiryConfig(_Frozen):
     chunk: int = Field(default=500, ge=1, le=100_000)  # files deleted per transaction
 
 
+class DatabasePoolConfig(_Frozen):
+    """Connections one process keeps to PostgreSQL (SQLite needs no pool). Every process of
+    a cluster opens up to ``size + max_overflow``: keep their sum under the server's
+    ``max_connections`` (100 by default)."""
+
+    size: int = Field(default=5, ge=1, le=1000)
+    max_overflow: int = Field(default=10, ge=0, le=1000)
+    timeout_seconds: float = Field(default=30.0, gt=0)  # waiting for a free connection
+
+
 class S3Config(_Frozen):
     """Object storage for ``files: s3://bucket/prefix``: AWS S3 or any S3-compatible server
     (MinIO, R2, Ceph). Credentials left out are read from the standard ``AWS_*`` variables."""
@@ -319,6 +330,7 @@ class Config(_Frozen):
     """The whole gateway configuration."""
 
     database: str = "sqlite:///batchway-data/batchway.db"
+    database_pool: DatabasePoolConfig = Field(default_factory=DatabasePoolConfig)
     files: str = "batchway-data/files"  # a local folder, or s3://bucket/prefix
     s3: S3Config = Field(default_factory=S3Config)
     admin_key: str | None = None

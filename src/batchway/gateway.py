@@ -65,7 +65,7 @@ class Gateway:
 @asynccontextmanager
 async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
     """Open the database (migrating it), blob store and provider pools; close them after."""
-    engine = create_engine(config.async_database_url)
+    engine = create_engine(config.async_database_url, config.database_pool)
     await migrate(engine)
     store = SqlStore(engine)
     blobs = open_blob_store(config.files, config.s3)

@@ -8,6 +8,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import openai
 
 from tests.conftest import RunningGateway, S3Bucket
 from tests.helpers import chat_line, jsonl, read_results, unique, upload
@@ -102,3 +103,25 @@ def test_an_upload_over_the_limit_leaves_no_object_or_part(
     assert _objects(s3_bucket) == []
     uploads = httpx.get(f"{s3_bucket.endpoint}/{s3_bucket.bucket}?uploads").text
     assert "<UploadId>" not in uploads
+
+
+def test_an_unreachable_store_is_a_server_error_in_the_envelope(make_gateway: Any) -> None:
+    gw: RunningGateway = make_gateway(
+        files="s3://nowhere/files",
+        s3={
+            "endpoint_url": "http://127.0.0.1:9",
+            "access_key_id": "x",
+            "secret_access_key": "x",
+            "max_retries": 1,
+            "timeout_seconds": 2,
+        },
+    )
+    client = gw.client()
+    line = jsonl([chat_line("a")])
+    try:
+        upload(client, line)
+    except openai.APIStatusError as exc:
+        assert exc.status_code >= 500
+        assert exc.response.json()["error"]["type"]
+    else:
+        raise AssertionError("an upload to an unreachable store succeeded")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import time
@@ -69,6 +70,7 @@ class KeyService:
         self._admin_key = admin_key
         self._known: dict[str, tuple[float, Principal | None]] = {}
         self._by_id: dict[str, tuple[float, Principal | None]] = {}
+        self._loading_by_id: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def create(
         self,
@@ -152,6 +154,15 @@ class KeyService:
         known = self._by_id.get(key_id)
         if known is not None and known[0] > time.monotonic():
             return known[1]
+        # many batch lines of one key ask at once when the entry runs out: one read for all
+        loading = self._loading_by_id.get(key_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_principal(key_id))
+            self._loading_by_id[key_id] = loading
+            loading.add_done_callback(lambda _: self._loading_by_id.pop(key_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load_principal(self, key_id: str) -> Principal | None:
         key = await self._store.get_key(key_id)
         principal = key.principal() if key is not None else None
         if len(self._by_id) > _CACHE_ENTRIES:

@@ -17,6 +17,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from batchway.config import DatabasePoolConfig
 from batchway.errors import InvalidRequest
 
 __all__ = ["SqlBase", "create_engine"]
@@ -24,10 +25,17 @@ __all__ = ["SqlBase", "create_engine"]
 _T = TypeVar("_T")
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, pool: DatabasePoolConfig | None = None) -> AsyncEngine:
     """An async engine for ``url``; SQLite gets WAL and explicit write transactions."""
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        pool = pool or DatabasePoolConfig()
+        return create_async_engine(
+            url,
+            pool_size=pool.size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.timeout_seconds,
+            pool_pre_ping=True,
+        )
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,7 @@ __all__ = ["Worker"]
 _MIN_PREFETCH = 256  # lines one claim may take: fewer claims per line at low concurrency
 _LOOP_BACKOFF_MAX = 5.0  # longest pause of a loop whose step raised
 _STEPS_AT_ONCE = 4  # batches validated or finalized at the same time by one worker
+_BUDGET_RETRY_SECONDS = 2.0  # a line whose key's budget could not be read waits this long
 _CANCEL_ROUNDS = 20  # attempts to cancel the worker's loops (0.5 s each) before giving up
 
 log = logging.getLogger("batchway.worker")
@@ -415,7 +416,8 @@ class Worker:
             return ItemOutcome(
                 item_id=item.id,
                 state=ItemState.PENDING,
-                not_before=clock.now_float() + self._settings.backoff_max_seconds,
+                not_before=clock.now_float()
+                + min(_BUDGET_RETRY_SECONDS, self._settings.backoff_max_seconds),
             )
         if exhausted:
             return _budget_exceeded(item)
