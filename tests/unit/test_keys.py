@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+from typing import Any
 
 import pytest
 
@@ -59,3 +61,28 @@ async def test_the_largest_settings_and_none_are_taken() -> None:
         1e300,
     )
     assert (updated.rpm, updated.budget_usd) == (None, 0.0)
+
+
+class _CountingStore(MemoryStore):
+    """The memory store, counting key reads by id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get_key(self, key_id: str) -> Any:
+        self.reads += 1
+        await asyncio.sleep(0)  # the read takes a turn of the loop, as a database's does
+        return await super().get_key(key_id)
+
+
+async def test_many_lines_of_a_key_asking_at_once_read_it_once() -> None:
+    store = _CountingStore()
+    keys = KeyService(store, admin_key=None)
+    key, _ = await keys.create(name="k", budget_usd=5)
+
+    principals = await asyncio.gather(*(keys.principal_by_id(key.id) for _ in range(64)))
+
+    assert store.reads == 1
+    assert {p.key_id for p in principals if p is not None} == {key.id}
+    assert await keys.principal_by_id("key_missing") is None
