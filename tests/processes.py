@@ -56,6 +56,17 @@ class GatewayProcess:
                 time.sleep(0.05)  # the child is still starting; nothing to wait on but the port
         raise AssertionError("gateway did not start:\n" + self.log_path.read_text())
 
+    def create_key(self, name: str = "tester") -> str:
+        """A new gateway key, made with the admin key of the tests' configs."""
+        answer = httpx.post(
+            f"{self.base_url}/admin/keys",
+            json={"name": name},
+            headers={"authorization": "Bearer admin-secret"},
+        )
+        assert answer.status_code == 200, answer.text
+        key: str = answer.json()["key"]
+        return key
+
     def kill(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGKILL)

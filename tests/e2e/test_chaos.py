@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import S3Bucket, gateway_config
-from tests.e2e.test_crash_recovery import _all_log_rows, _line_costs
+from tests.e2e.test_crash_recovery import _all_log_rows, _line_costs, priced
 from tests.helpers import chat_line, jsonl, read_results, unique, upload
 from tests.processes import GatewayProcess, WorkerProcess
 
@@ -94,17 +94,6 @@ class Client:
         raise AssertionError("no replica answered")
 
 
-def _admin_key(replica: GatewayProcess) -> str:
-    answer = httpx.post(
-        f"{replica.base_url}/admin/keys",
-        json={"name": "chaos"},
-        headers={"authorization": "Bearer admin-secret"},
-    )
-    assert answer.status_code == 200, answer.text
-    key: str = answer.json()["key"]
-    return key
-
-
 @pytest.mark.slow
 def test_a_batch_survives_random_kills_across_the_cluster(
     cluster: tuple[list[GatewayProcess], list[WorkerProcess]],
@@ -113,7 +102,7 @@ def test_a_batch_survives_random_kills_across_the_cluster(
 ) -> None:
     replicas, workers = cluster
     fake, _ = fake_upstream
-    key = _admin_key(replicas[0])
+    key = replicas[0].create_key("chaos")
     first = openai.OpenAI(base_url=f"{replicas[0].base_url}/v1", api_key=key, max_retries=0)
     tag = unique()
     lines = [chat_line(f"line-{i}", model="fake-slow", prompt=f"{tag}:{i}") for i in range(LINES)]
@@ -163,15 +152,7 @@ def test_a_batch_survives_random_kills_across_the_cluster(
     # logged and priced once
     rows = _all_log_rows(replicas[0].base_url, batch.id)
     assert sorted(row["custom_id"] for row in rows) == sorted(f"line-{i}" for i in range(LINES))
-    expected = (
-        sum(
-            r.response.body["usage"]["prompt_tokens"] * PRICE_INPUT
-            + r.response.body["usage"]["completion_tokens"] * PRICE_OUTPUT
-            for r in output
-            if r.response
-        )
-        / 1_000_000
-    )
+    expected = priced(output, PRICE_INPUT, PRICE_OUTPUT)
     assert sum(row["cost_usd"] for row in rows) == pytest.approx(expected, rel=1e-9)
     assert _line_costs(database_url) == pytest.approx(expected, rel=1e-9)
     usage = httpx.get(

@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -161,15 +162,7 @@ def test_kill_9_mid_batch_loses_and_repeats_nothing(
     admin = {"authorization": "Bearer admin-secret"}
     rows = _all_log_rows(crashable.base_url, batch.id)
     assert sorted(row["custom_id"] for row in rows) == sorted(f"line-{i}" for i in range(LINES))
-    expected = (
-        sum(
-            r.response.body["usage"]["prompt_tokens"] * PRICE_INPUT
-            + r.response.body["usage"]["completion_tokens"] * PRICE_OUTPUT
-            for r in output
-            if r.response
-        )
-        / 1_000_000
-    )
+    expected = priced(output, PRICE_INPUT, PRICE_OUTPUT)
     logged = sum(row["cost_usd"] for row in rows)
     usage = httpx.get(f"{crashable.base_url}/admin/usage", headers=admin).json()
     assert usage["totals"]["batch"]["requests"] == LINES
@@ -215,6 +208,19 @@ def test_sigterm_mid_batch_finishes_the_calls_in_flight(
     output = read_results(client, batch.output_file_id)
     assert sorted(r.custom_id for r in output) == sorted(f"line-{i}" for i in range(LINES))
     assert len(_all_log_rows(crashable.base_url, batch.id)) == LINES
+
+
+def priced(output: list[Any], input_price: float, output_price: float) -> float:
+    """What the output lines cost at these prices (USD per million tokens)."""
+    return (
+        sum(
+            r.response.body["usage"]["prompt_tokens"] * input_price
+            + r.response.body["usage"]["completion_tokens"] * output_price
+            for r in output
+            if r.response
+        )
+        / 1_000_000
+    )
 
 
 def _all_log_rows(base_url: str, batch_id: str) -> list[dict]:

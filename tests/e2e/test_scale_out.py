@@ -63,7 +63,7 @@ def test_a_worker_in_another_process_starts_a_new_batch_without_waiting_for_its_
     api_and_worker: tuple[GatewayProcess, WorkerProcess],
 ) -> None:
     api, _ = api_and_worker
-    key = _admin_key_create(api)
+    key = api.create_key("scale")
     client = openai.OpenAI(base_url=f"{api.base_url}/v1", api_key=key, max_retries=0)
     tag = unique()
     # the first batch may meet the worker still starting; the second meets it idle, and
@@ -75,16 +75,3 @@ def test_a_worker_in_another_process_starts_a_new_batch_without_waiting_for_its_
         batch = _finished(client, start_batch(client, lines).id, within=POLL_SECONDS / 2)
         assert batch.status == "completed"
         assert len(read_results(client, batch.output_file_id)) == 20
-
-
-def _admin_key_create(api: GatewayProcess) -> str:
-    import httpx
-
-    answer = httpx.post(
-        f"{api.base_url}/admin/keys",
-        json={"name": "scale"},
-        headers={"authorization": "Bearer admin-secret"},
-    )
-    assert answer.status_code == 200, answer.text
-    key: str = answer.json()["key"]
-    return key
