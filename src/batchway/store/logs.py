@@ -70,6 +70,26 @@ def _log(row: Any, bodies: bool) -> RequestLog:
     )
 
 
+def _newest_bounds(filters: LogFilter, before_id: int | None) -> list[ColumnElement[bool]]:
+    """``id <=`` the newest id of each filtered value that has a ``(column, id)`` index:
+    one probe each. PostgreSQL expects a value's logs spread evenly over the ids, so without
+    it a page of logs that are all old walks the primary key past every newer log."""
+    t, newest = request_logs.c, request_logs.alias("newest")
+    bounds: list[ColumnElement[bool]] = []
+    for name, value in (
+        ("batch_id", filters.batch_id),
+        ("key_id", filters.key_id),
+        ("model", filters.model),
+    ):
+        if value is None:
+            continue
+        probe = select(func.max(newest.c.id)).where(newest.c[name] == value)
+        if before_id is not None:
+            probe = probe.where(newest.c.id < before_id)
+        bounds.append(t.id <= probe.scalar_subquery())
+    return bounds
+
+
 def _matching(filters: LogFilter) -> list[ColumnElement[bool]]:
     t = request_logs.c
     conditions: list[ColumnElement[bool]] = []
@@ -113,7 +133,7 @@ class SqlRequestLogs:
     ) -> Page[RequestLog]:
         """Logs matching ``filters``, newest first; ``before_id`` (the last id of the previous
         page) pages to older ones. ``bodies=False`` leaves the bodies unread."""
-        conditions = _matching(filters)
+        conditions = _matching(filters) + _newest_bounds(filters, before_id)
         if before_id is not None:
             conditions.append(request_logs.c.id < before_id)
         columns = _ALL if bodies else _WITHOUT_BODIES

@@ -216,9 +216,10 @@ request_logs = Table(
     Index("ix_request_logs_time", "created_at_ms"),
     # a key's spending since a time, read from the index alone (budgets)
     Index("ix_request_logs_key_spend", "key_id", "created_at_ms", "cost_usd"),
-    # newest-first pages of one key or model (the console)
+    # newest-first pages of one key, model or batch (the console), and the newest log of
+    # each in one probe
     Index("ix_request_logs_key_id", "key_id", "id"),
     Index("ix_request_logs_model_id", "model", "id"),
-    Index("ix_request_logs_batch", "batch_id"),
+    Index("ix_request_logs_batch_id", "batch_id", "id"),
     sqlite_autoincrement=True,
 )
