@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, case, delete, func, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from batchway.core.analytics import (
@@ -90,8 +91,11 @@ def _newest_bounds(filters: LogFilter, before_id: int | None) -> list[ColumnElem
     return bounds
 
 
-def _matching(filters: LogFilter) -> list[ColumnElement[bool]]:
+def _matching(filters: LogFilter, *, time_index: bool = True) -> list[ColumnElement[bool]]:
+    """The conditions of ``filters``; ``time_index=False`` keeps the time index out of the
+    plan (a page then walks the ids in order)."""
     t = request_logs.c
+    created: ColumnElement[int] = t.created_at_ms if time_index else t.created_at_ms + 0
     conditions: list[ColumnElement[bool]] = []
     for column, value in (
         (t.key_id, filters.key_id),
@@ -104,10 +108,64 @@ def _matching(filters: LogFilter) -> list[ColumnElement[bool]]:
         if value is not None:
             conditions.append(column == value)
     if filters.since_ms is not None:
-        conditions.append(t.created_at_ms >= filters.since_ms)
+        conditions.append(created >= filters.since_ms)
     if filters.until_ms is not None:
-        conditions.append(t.created_at_ms < filters.until_ms)
+        conditions.append(created < filters.until_ms)
     return conditions
+
+
+async def _window_ids(
+    conn: AsyncConnection, filters: LogFilter, before_id: int | None
+) -> list[ColumnElement[bool]] | None:
+    """Which ids a page of a time window walks (newest first): all of them from the newest
+    down, when fewer logs are newer than the window than are in it; otherwise only the
+    window's own ids, ``id BETWEEN lo AND hi``, read from the time index. None: no log is
+    in the window.
+
+    Ids are only roughly in time order (a log is numbered when it is written, timed when
+    its call ended), so the sizes come from one probe at each end of the window, and the
+    window's ids are exact: the smallest and the largest of the logs in it.
+    """
+    since, until = filters.since_ms, filters.until_ms
+    if since is None and until is None:
+        return []
+    t = request_logs.c
+    newest = select(func.max(t.id)).scalar_subquery()
+    last: ColumnElement[Any] = newest
+    if until is not None:
+        last = (
+            select(t.id)
+            .where(t.created_at_ms < until)
+            .order_by(t.created_at_ms.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+    first: ColumnElement[Any] = select(func.min(t.id)).scalar_subquery()
+    if since is not None:
+        first = (
+            select(t.id)
+            .where(t.created_at_ms >= since)
+            .order_by(t.created_at_ms)
+            .limit(1)
+            .scalar_subquery()
+        )
+    top, last_id, first_id = (await conn.execute(select(newest, last, first))).one()
+    if last_id is None or first_id is None:
+        return None
+    start = top if before_id is None else min(top, before_id - 1)
+    if start - last_id <= last_id - first_id:
+        return []
+    # min(id + 0): PostgreSQL would otherwise look for max(id) down the primary key
+    lo, hi = (
+        await conn.execute(
+            select(func.min(t.id + 0), func.max(t.id + 0)).where(
+                *_matching(LogFilter(since_ms=since, until_ms=until))
+            )
+        )
+    ).one()
+    if lo is None:
+        return None
+    return [t.id >= lo, t.id <= hi]
 
 
 class SqlRequestLogs:
@@ -133,11 +191,15 @@ class SqlRequestLogs:
     ) -> Page[RequestLog]:
         """Logs matching ``filters``, newest first; ``before_id`` (the last id of the previous
         page) pages to older ones. ``bodies=False`` leaves the bodies unread."""
-        conditions = _matching(filters) + _newest_bounds(filters, before_id)
+        conditions = _matching(filters, time_index=False) + _newest_bounds(filters, before_id)
         if before_id is not None:
             conditions.append(request_logs.c.id < before_id)
         columns = _ALL if bodies else _WITHOUT_BODIES
         async with self._store._read() as conn:
+            window = await _window_ids(conn, filters, before_id)
+            if window is None:
+                return Page(items=[], has_more=False)
+            conditions += window
             rows = (
                 await conn.execute(
                     select(*columns)
