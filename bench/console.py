@@ -88,10 +88,10 @@ from batchway.core.analytics import LogFilter, UsageQuery
 from batchway.core.listings import BatchFilter, LineFilter
 from batchway.core.models import ItemOutcome, LineRecord, NewItem, RequestLog, Usage
 from batchway.core.states import BatchStatus, ItemState
+from batchway.store.figures import kept_figures
 from batchway.store.logs import SqlRequestLogs
 from batchway.store.migrate import alembic_config
 from batchway.store.sql import SqlStore, create_engine
-from batchway.store.sql_items import kept_figures
 from batchway.store.tables import batches
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -480,14 +480,14 @@ class Dataset:
                     f"file-err{spec.index:019d}" if terminal and f["failed"] else None,
                     status if terminal else None,
                     spec.lines,
-                    f["succeeded"] if terminal else 0,
-                    f["failed"] if terminal else 0,
-                    f["cancelled"] if terminal else 0,
-                    f["expired"] if terminal else 0,
-                    f["in"] if terminal else 0,
-                    f["cached"] if terminal else 0,
-                    f["out"] if terminal else 0,
-                    f["reason"] if terminal else 0,
+                    f["succeeded"],
+                    f["failed"],
+                    f["cancelled"],
+                    f["expired"],
+                    f["in"],
+                    f["cached"],
+                    f["out"],
+                    f["reason"],
                     spec.created_ms * 1_000_000 + spec.index,
                 )
             )
@@ -1214,13 +1214,15 @@ async def run_database(database: str, args: argparse.Namespace, data: Dataset) -
 
 
 async def keep_figures(engine: AsyncEngine) -> float:
-    """Write what each ended batch's finalizer keeps with it (``kept_figures``: cost,
-    models, providers, tokens), as the gateway does when a batch ends; returns seconds."""
+    """Write the figures each batch keeps on its row (``kept_figures``: cost, models,
+    providers, tokens; ``batch_rows`` wrote the counts), as the gateway keeps them while
+    a batch runs and writes them again when it ends; returns seconds."""
     start = time.perf_counter()
-    ended = [s.value for s in BatchStatus if s.terminal]
     async with engine.begin() as conn:
         ids = (
-            await conn.execute(select(batches.c.id).where(batches.c.status.in_(ended)))
+            await conn.execute(
+                select(batches.c.id).where(batches.c.status != BatchStatus.VALIDATING.value)
+            )
         ).scalars()
         for batch_id in list(ids):
             values = await kept_figures(conn, batch_id)

@@ -100,7 +100,9 @@ batches = Table(
     # a worker validating or finalizing the batch holds it under a lease
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
-    # final figures, written by the finalizer (live figures are counted from the items)
+    # what its lines add up to, kept up to date as they change (store/figures.py) and
+    # written again when it ends; the counts of a running batch's API object come from
+    # its lines
     Column("total", Integer, nullable=False, default=0),
     Column("succeeded", Integer, nullable=False, default=0),
     Column("failed", Integer, nullable=False, default=0),
@@ -113,8 +115,8 @@ batches = Table(
     Column("sort_key", BigInteger, nullable=False),
     # the wire shape the batch's own routes answer in (Batch.shape); NULL for most batches
     Column("shape", String(32), nullable=True),
-    # kept when the batch ends, so that listings never add up an ended batch's lines again:
-    # what its lines cost, and the models and providers they went to (NULL while it runs)
+    # so that listings never add up a batch's lines: what they cost, and the models and
+    # providers they go to (NULL until it has lines)
     Column("cost_usd", Float, nullable=False, default=0.0, server_default="0"),
     Column("models", JSON, nullable=True),
     Column("providers", JSON, nullable=True),

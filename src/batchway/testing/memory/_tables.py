@@ -72,7 +72,8 @@ class FileRow:
 
 @dataclass(slots=True, kw_only=True)
 class BatchRow:
-    """A row of ``batches``: the batch, its lease, and its final figures."""
+    """A row of ``batches``: the batch, its lease, and its figures (kept up to date as its
+    lines change)."""
 
     id: str
     owner: str
@@ -109,7 +110,7 @@ class BatchRow:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     shape: str | None = None
-    cost_usd: float = 0.0  # kept when the batch ends, with the models and providers
+    cost_usd: float = 0.0  # with the models and providers, kept as its lines change
     models: list[str] | None = None
     providers: list[str] | None = None
 
