@@ -1,8 +1,6 @@
 """Request logs: one row per upstream call outcome, and the questions asked of them
-(listings, usage over time, a key's spending, retention).
-
-Usage buckets are ``created_at_ms`` divided by the bucket width: integer division of a
-BIGINT by an integer literal, which truncates the same way on SQLite and PostgreSQL.
+(listings, usage over time, a key's spending, retention). Usage per hour, kept as logs are
+written, is in ``store.usage``.
 """
 
 from __future__ import annotations
@@ -10,33 +8,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, case, delete, func, literal_column, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from batchway.core.analytics import (
-    INTERVAL_MS,
-    LogFilter,
-    UsageQuery,
-    UsageReport,
-    UsageRow,
-    UsageTotals,
-)
+from batchway.core.analytics import LogFilter, UsageQuery, UsageReport, hourly_totals
 from batchway.core.models import Page, RequestLog, Usage
 from batchway.store.sql import SqlStore
 from batchway.store.sql_items import insert_logs
 from batchway.store.tables import request_logs
+from batchway.store.usage import add_usage, drop_empty_hours, usage_rows
 
 __all__ = ["DELETE_CHUNK", "SqlRequestLogs"]
 
 # rows deleted per transaction, so that retention never holds the write lock for long
 DELETE_CHUNK = 10_000
 
-_GROUP_COLUMNS = {
-    "key": request_logs.c.key_id,
-    "model": request_logs.c.model,
-    "provider": request_logs.c.provider,
-}
 _ALL = list(request_logs.c)
 _WITHOUT_BODIES = [c for c in _ALL if c.name not in ("request_body", "response_body")]
 
@@ -229,54 +216,10 @@ class SqlRequestLogs:
 
     async def usage(self, query: UsageQuery) -> UsageReport:
         """Calls, tokens, cost and errors per time bucket, kind of call and (optionally) key,
-        model or provider, oldest bucket first."""
-        t = request_logs.c
-        # a literal, not a bound parameter: PostgreSQL matches the GROUP BY expression
-        # to the selected one only when both are written the same way
-        width = literal_column(str(INTERVAL_MS[query.interval]), BigInteger)
-        bucket = (t.created_at_ms // width) * width
-        group = _GROUP_COLUMNS[query.group_by] if query.group_by is not None else None
-        keys: list[ColumnElement[Any]] = [bucket, *([group] if group is not None else []), t.kind]
-        statement = (
-            select(
-                *keys,
-                func.count().label("requests"),
-                func.sum(t.input_tokens).label("input_tokens"),
-                func.sum(t.cached_tokens).label("cached_tokens"),
-                func.sum(t.output_tokens).label("output_tokens"),
-                func.sum(t.cost_usd).label("cost_usd"),
-                func.sum(case((t.status != "succeeded", 1), else_=0)).label("errors"),
-            )
-            .where(
-                *_matching(
-                    LogFilter(key_id=query.key_id, since_ms=query.since_ms, until_ms=query.until_ms)
-                )
-            )
-            .group_by(*keys)
-            .order_by(*keys)
-        )
+        model or provider, oldest bucket first: whole hours from their totals
+        (``store.usage``), the parts of hours at the period's edges from the logs."""
         async with self._store._read() as conn:
-            rows = (await conn.execute(statement)).all()
-        return UsageReport.of(
-            query,
-            (
-                UsageRow(
-                    bucket_start_ms=int(row[0]),
-                    group=row[1] if group is not None else None,
-                    kind=row.kind,
-                    totals=UsageTotals(
-                        requests=int(row.requests),
-                        # PostgreSQL sums integers as NUMERIC or BIGINT
-                        input_tokens=int(row.input_tokens),
-                        cached_tokens=int(row.cached_tokens),
-                        output_tokens=int(row.output_tokens),
-                        cost_usd=float(row.cost_usd),
-                        errors=int(row.errors),
-                    ),
-                )
-                for row in rows
-            ),
-        )
+            return UsageReport.of(query, await usage_rows(conn, query))
 
     async def spent(self, key_id: str, since_ms: int | None) -> float:
         """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None."""
@@ -288,8 +231,8 @@ class SqlRequestLogs:
         return float(value or 0.0)
 
     async def delete_older_than(self, cutoff_ms: int, *, chunk: int = DELETE_CHUNK) -> int:
-        """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction; returns
-        how many went."""
+        """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction (taken
+        from their hours' usage in the same one); returns how many went."""
         oldest = (
             select(request_logs.c.id)
             .where(request_logs.c.created_at_ms < cutoff_ms)
@@ -299,9 +242,15 @@ class SqlRequestLogs:
         deleted = 0
         while True:
             async with self._store._write() as conn:
-                result = await conn.execute(
-                    delete(request_logs).where(request_logs.c.id.in_(oldest))
-                )
-            deleted += result.rowcount
-            if result.rowcount < chunk:
+                gone = (
+                    await conn.execute(
+                        delete(request_logs)
+                        .where(request_logs.c.id.in_(oldest))
+                        .returning(*_WITHOUT_BODIES)
+                    )
+                ).all()
+                await add_usage(conn, hourly_totals(_log(r, bodies=False) for r in gone), sign=-1)
+                await drop_empty_hours(conn, cutoff_ms)
+            deleted += len(gone)
+            if len(gone) < chunk:
                 return deleted

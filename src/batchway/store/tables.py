@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -26,6 +27,7 @@ __all__ = [
     "metadata",
     "request_logs",
     "upstream_batches",
+    "usage_hourly",
 ]
 
 metadata = MetaData()
@@ -224,4 +226,25 @@ request_logs = Table(
     Index("ix_request_logs_model_id", "model", "id"),
     Index("ix_request_logs_batch_id", "batch_id", "id"),
     sqlite_autoincrement=True,
+)
+
+# the request logs added up per hour, key, model, provider and kind of call, kept in the
+# transaction that writes (or deletes) the logs: usage over weeks reads these
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("hour_ms", BigInteger, nullable=False),  # the hour's start, epoch ms
+    Column("key_id", String(64), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),  # calls that did not succeed
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    # in this order, SQLite adds up a period's hours per model (or overall) as it reads
+    PrimaryKeyConstraint("hour_ms", "kind", "model", "provider", "key_id"),
+    sqlite_with_rowid=False,
 )
