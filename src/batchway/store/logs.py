@@ -6,6 +6,7 @@ written, is in ``store.usage``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -24,6 +25,8 @@ __all__ = ["DELETE_CHUNK", "SqlRequestLogs"]
 # rows deleted per transaction, so that retention never holds the write lock for long
 DELETE_CHUNK = 10_000
 
+# the filters with a (column, id) index: a value's newest log is one probe away
+_INDEXED = ("batch_id", "key_id", "model")
 _ALL = list(request_logs.c)
 _WITHOUT_BODIES = [c for c in _ALL if c.name not in ("request_body", "response_body")]
 
@@ -58,17 +61,26 @@ def _log(row: Any, bodies: bool) -> RequestLog:
     )
 
 
+def _by_its_index(filters: LogFilter) -> ColumnElement[bool] | None:
+    """The filter, when it is one value of a column with a ``(column, id)`` index and
+    nothing else."""
+    given = [(f.name, getattr(filters, f.name)) for f in fields(filters)]
+    named = [(name, value) for name, value in given if value is not None]
+    if len(named) != 1 or named[0][0] not in _INDEXED:
+        return None
+    name, value = named[0]
+    condition: ColumnElement[bool] = request_logs.c[name] == value
+    return condition
+
+
 def _newest_bounds(filters: LogFilter, before_id: int | None) -> list[ColumnElement[bool]]:
     """``id <=`` the newest id of each filtered value that has a ``(column, id)`` index:
     one probe each. PostgreSQL expects a value's logs spread evenly over the ids, so without
     it a page of logs that are all old walks the primary key past every newer log."""
     t, newest = request_logs.c, request_logs.alias("newest")
     bounds: list[ColumnElement[bool]] = []
-    for name, value in (
-        ("batch_id", filters.batch_id),
-        ("key_id", filters.key_id),
-        ("model", filters.model),
-    ):
+    for name in _INDEXED:
+        value = getattr(filters, name)
         if value is None:
             continue
         probe = select(func.max(newest.c.id)).where(newest.c[name] == value)
@@ -178,23 +190,31 @@ class SqlRequestLogs:
     ) -> Page[RequestLog]:
         """Logs matching ``filters``, newest first; ``before_id`` (the last id of the previous
         page) pages to older ones. ``bodies=False`` leaves the bodies unread."""
-        conditions = _matching(filters, time_index=False) + _newest_bounds(filters, before_id)
-        if before_id is not None:
-            conditions.append(request_logs.c.id < before_id)
+        t = request_logs.c
         columns = _ALL if bodies else _WITHOUT_BODIES
         async with self._store._read() as conn:
-            window = await _window_ids(conn, filters, before_id)
-            if window is None:
-                return Page(items=[], has_more=False)
-            conditions += window
-            rows = (
-                await conn.execute(
-                    select(*columns)
-                    .where(*conditions)
-                    .order_by(request_logs.c.id.desc())
-                    .limit(limit + 1)
-                )
-            ).all()
+            by_index = _by_its_index(filters)
+            conditions: list[ColumnElement[bool]]
+            if by_index is not None:
+                # the page's ids from the value's (column, id) index alone: whatever the
+                # parameters (a prepared statement's generic plan too), no walk of the ids
+                ids = select(t.id).where(by_index).order_by(t.id.desc()).limit(limit + 1)
+                if before_id is not None:
+                    ids = ids.where(t.id < before_id)
+                conditions = [t.id.in_(ids.scalar_subquery())]
+            else:
+                window = await _window_ids(conn, filters, before_id)
+                if window is None:
+                    return Page(items=[], has_more=False)
+                conditions = [
+                    *_matching(filters, time_index=False),
+                    *_newest_bounds(filters, before_id),
+                    *window,
+                ]
+                if before_id is not None:
+                    conditions.append(t.id < before_id)
+            statement = select(*columns).where(*conditions).order_by(t.id.desc())
+            rows = (await conn.execute(statement.limit(limit + 1))).all()
         return Page(items=[_log(r, bodies) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def get(self, log_id: int) -> RequestLog | None:
