@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Integer, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -195,10 +195,13 @@ class SqlRequestLogs:
         async with self._store._read() as conn:
             by_index = _by_its_index(filters)
             conditions: list[ColumnElement[bool]]
+            # written into the statement: with the limit unknown, PostgreSQL's generic plan
+            # merges the page's ids with a walk of every id
+            size = literal(limit + 1, Integer, literal_execute=True)
             if by_index is not None:
                 # the page's ids from the value's (column, id) index alone: whatever the
                 # parameters (a prepared statement's generic plan too), no walk of the ids
-                ids = select(t.id).where(by_index).order_by(t.id.desc()).limit(limit + 1)
+                ids = select(t.id).where(by_index).order_by(t.id.desc()).limit(size)
                 if before_id is not None:
                     ids = ids.where(t.id < before_id)
                 conditions = [t.id.in_(ids.scalar_subquery())]
@@ -214,7 +217,7 @@ class SqlRequestLogs:
                 if before_id is not None:
                     conditions.append(t.id < before_id)
             statement = select(*columns).where(*conditions).order_by(t.id.desc())
-            rows = (await conn.execute(statement.limit(limit + 1))).all()
+            rows = (await conn.execute(statement.limit(size))).all()
         return Page(items=[_log(r, bodies) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def get(self, log_id: int) -> RequestLog | None:
