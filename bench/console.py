@@ -17,8 +17,10 @@ databases hold the same rows:
   still running) and the rest log-normal (median ~90 lines);
 - 1,000,000 ``request_logs`` rows: one per finished batch line of the last ~30 days (about
   half), the rest interactive calls spread over the same days; ~96 % succeeded, ids in time
-  order. PostgreSQL is then vacuumed and analysed (what autovacuum does); SQLite is left
-  without ``ANALYZE``, as the gateway leaves it.
+  order. Each batch's figures (``store.figures``) and the usage per hour (``usage_hourly``)
+  are then written from these rows, as the gateway keeps them. PostgreSQL is then vacuumed
+  and analysed (what autovacuum does); SQLite is left without ``ANALYZE``, as the gateway
+  leaves it.
 
 Each case (see ``cases``) is one store call, as a console page would make it (pages of 50,
 bodies left unread), timed in this process: a warm-up of up to six calls (asyncpg prepares
@@ -51,7 +53,7 @@ Usage::
 
 The store code is this commit's: to compare with an older one, run the older one's bench
 through ``PYTHONPATH`` (as docs/benchmarks.md says for each comparison). ``--before 0007``
-measured migration 0008 at the commit that added it; the code since needs 0009.
+measured migration 0008 at the commit that added it; the code since needs 0012.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib
 import json
 import math
 import os
@@ -88,10 +91,10 @@ from batchway.core.analytics import LogFilter, UsageQuery
 from batchway.core.listings import BatchFilter, LineFilter
 from batchway.core.models import ItemOutcome, LineRecord, NewItem, RequestLog, Usage
 from batchway.core.states import BatchStatus, ItemState
+from batchway.store.figures import kept_figures
 from batchway.store.logs import SqlRequestLogs
 from batchway.store.migrate import alembic_config
 from batchway.store.sql import SqlStore, create_engine
-from batchway.store.sql_items import kept_figures
 from batchway.store.tables import batches
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -480,14 +483,14 @@ class Dataset:
                     f"file-err{spec.index:019d}" if terminal and f["failed"] else None,
                     status if terminal else None,
                     spec.lines,
-                    f["succeeded"] if terminal else 0,
-                    f["failed"] if terminal else 0,
-                    f["cancelled"] if terminal else 0,
-                    f["expired"] if terminal else 0,
-                    f["in"] if terminal else 0,
-                    f["cached"] if terminal else 0,
-                    f["out"] if terminal else 0,
-                    f["reason"] if terminal else 0,
+                    f["succeeded"],
+                    f["failed"],
+                    f["cancelled"],
+                    f["expired"],
+                    f["in"],
+                    f["cached"],
+                    f["out"],
+                    f["reason"],
                     spec.created_ms * 1_000_000 + spec.index,
                 )
             )
@@ -1100,6 +1103,7 @@ async def write_round(
         await conn.execute(text("DELETE FROM request_logs WHERE id > :m"), {"m": max_log})
         await conn.execute(text("DELETE FROM batch_items WHERE batch_id = :b"), {"b": WRITES_BATCH})
         await conn.execute(text("DELETE FROM batches WHERE id = :b"), {"b": WRITES_BATCH})
+        await conn.execute(text("DELETE FROM usage_hourly WHERE key_id = 'key_benchwrites'"))
     return result
 
 
@@ -1182,6 +1186,7 @@ async def run_database(database: str, args: argparse.Namespace, data: Dataset) -
                 filled = await fill(url, data)
                 if first == "head":
                     filled["kept figures"] = await keep_figures(engine)
+                    filled["usage hours"] = await fill_usage_hours(engine)
                 print(
                     f"{database}: filled in {time.perf_counter() - start:.0f} s ("
                     + ", ".join(f"{k} {v:.0f} s" for k, v in filled.items())
@@ -1214,17 +1219,33 @@ async def run_database(database: str, args: argparse.Namespace, data: Dataset) -
 
 
 async def keep_figures(engine: AsyncEngine) -> float:
-    """Write what each ended batch's finalizer keeps with it (``kept_figures``: cost,
-    models, providers, tokens), as the gateway does when a batch ends; returns seconds."""
+    """Write the figures each batch keeps on its row (``kept_figures``: cost, models,
+    providers, tokens; ``batch_rows`` wrote the counts), as the gateway keeps them while
+    a batch runs and writes them again when it ends; returns seconds."""
     start = time.perf_counter()
-    ended = [s.value for s in BatchStatus if s.terminal]
     async with engine.begin() as conn:
         ids = (
-            await conn.execute(select(batches.c.id).where(batches.c.status.in_(ended)))
+            await conn.execute(
+                select(batches.c.id).where(batches.c.status != BatchStatus.VALIDATING.value)
+            )
         ).scalars()
         for batch_id in list(ids):
             values = await kept_figures(conn, batch_id)
             await conn.execute(update(batches).where(batches.c.id == batch_id).values(values))
+    return time.perf_counter() - start
+
+
+async def fill_usage_hours(engine: AsyncEngine) -> float:
+    """Add up the logs per hour (``usage_hourly``), as migration 0012 does for the logs a
+    database holds (the gateway keeps them as it writes logs); returns seconds."""
+    start = time.perf_counter()
+    migration = importlib.import_module("batchway.store.migrations.versions.0012_usage_hourly")
+    async with engine.begin() as conn:
+        await conn.execute(text(migration.FILL))
+    if engine.dialect.name != "sqlite":
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE usage_hourly"))
     return time.perf_counter() - start
 
 

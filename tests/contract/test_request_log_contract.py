@@ -147,6 +147,111 @@ async def test_the_cursor_walks_every_row_once(logs: RequestLogs) -> None:
     assert len(seen) == len(set(seen)) == 15
 
 
+@pytest.mark.parametrize(
+    "filters",
+    [
+        LogFilter(batch_id="batch_old"),
+        LogFilter(key_id="key_old"),
+        LogFilter(model="old-model"),
+        LogFilter(batch_id="batch_old", key_id="key_old", model="old-model"),
+        LogFilter(key_id="key_old", status="failed"),
+    ],
+)
+async def test_old_logs_of_a_batch_key_or_model_page_past_newer_ones(
+    logs: RequestLogs, filters: LogFilter
+) -> None:
+    # the stores bound the walk by the newest log of the value: a page, a cursor between
+    # and past its logs, and one of a value with no logs must all still be exact
+    old = [
+        line(
+            T0 + i,
+            batch_id="batch_old",
+            key_id="key_old",
+            model="old-model",
+            status="failed" if i % 2 else "succeeded",
+            request_id=f"old-{i}",
+        )
+        for i in range(12)
+    ]
+    await logs.insert(old[:6])
+    await logs.insert([entry(T0 + 100 + i) for i in range(30)])
+    await logs.insert(old[6:])
+    await logs.insert([line(T0 + 200 + i, batch_id="batch_new") for i in range(30)])
+    expected = [r.id for r in await everything(logs) if _matches(r, filters)]
+
+    seen: list[int] = []
+    before: int | None = None
+    while True:
+        page = await logs.query(filters, limit=4, before_id=before)
+        seen += [r.id for r in page.items if r.id is not None]
+        if not page.has_more:
+            break
+        before = page.items[-1].id
+
+    assert seen == expected and len(seen) in (6, 12)
+    newest = (await everything(logs))[0].id
+    assert newest is not None
+    past_all = await logs.query(filters, limit=4, before_id=newest + 1)
+    assert [r.id for r in past_all.items] == expected[:4]
+    assert (await logs.query(filters, limit=4, before_id=expected[-1])).items == []
+    other = LogFilter(batch_id="batch_none", key_id=filters.key_id, model=filters.model)
+    assert (await logs.query(other, limit=4, before_id=None)).items == []
+
+
+def _matches(log: RequestLog, filters: LogFilter) -> bool:
+    return all(
+        wanted is None or value == wanted
+        for value, wanted in (
+            (log.batch_id, filters.batch_id),
+            (log.key_id, filters.key_id),
+            (log.model, filters.model),
+            (log.status, filters.status),
+        )
+    ) and (
+        (filters.since_ms is None or log.created_at_ms >= filters.since_ms)
+        and (filters.until_ms is None or log.created_at_ms < filters.until_ms)
+    )
+
+
+async def _pages(logs: RequestLogs, filters: LogFilter, before: int | None = None) -> list[int]:
+    seen: list[int] = []
+    while True:
+        page = await logs.query(filters, limit=4, before_id=before)
+        seen += [r.id for r in page.items if r.id is not None]
+        if not page.has_more:
+            return seen
+        before = page.items[-1].id
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        LogFilter(since_ms=T0, until_ms=T0 + 10),  # old: far more logs are newer
+        LogFilter(since_ms=T0 + 3, until_ms=T0 + 8, key_id="key_b"),
+        LogFilter(until_ms=T0 + 10),
+        LogFilter(since_ms=T0 + HOUR_MS),  # recent
+        LogFilter(since_ms=T0 + HOUR_MS + 5, until_ms=T0 + 2 * HOUR_MS + 1),
+        LogFilter(since_ms=T0 + 20, until_ms=T0 + 30),  # no log in it
+        LogFilter(since_ms=T0 + 3 * HOUR_MS),
+        LogFilter(until_ms=T0),
+    ],
+)
+async def test_a_time_window_pages_exactly_whatever_the_order_logs_came_in(
+    logs: RequestLogs, filters: LogFilter
+) -> None:
+    # ids follow the order logs are written in, which is only roughly their time order:
+    # "late" is numbered after every other log but ended inside the old window
+    await logs.insert([entry(T0 + i, key_id="key_b" if i % 2 else "key_a") for i in range(10)])
+    await logs.insert([entry(T0 + HOUR_MS + i) for i in range(40)])
+    await logs.insert([entry(T0 + 5, key_id="key_b", request_id="late")])
+    await logs.insert([entry(T0 + 2 * HOUR_MS) for i in range(5)])
+    expected = [r.id for r in await everything(logs) if _matches(r, filters)]
+
+    assert await _pages(logs, filters) == expected
+    if len(expected) > 2:
+        assert await _pages(logs, filters, before=expected[1]) == expected[2:]
+
+
 async def test_a_full_last_page_says_there_is_no_more(logs: RequestLogs) -> None:
     await logs.insert([entry(T0 + i) for i in range(10)])
 

@@ -95,9 +95,9 @@ async def test_migrating_twice_is_a_no_op(engine: AsyncEngine) -> None:
     assert set(schema) == {"alembic_version", *metadata.tables}
 
 
-async def test_batches_that_ended_before_0009_get_their_figures(engine: AsyncEngine) -> None:
-    """Migration 0009 keeps the figures of batches that had already ended (running ones
-    are added up live, as before)."""
+async def test_batches_get_their_figures_from_their_lines(engine: AsyncEngine) -> None:
+    """Migration 0009 keeps the figures of batches that had already ended, 0011 those of
+    batches still running (kept up to date on their rows from then on)."""
     await migrate(engine)
 
     def to(revision: str) -> Any:
@@ -113,7 +113,11 @@ async def test_batches_that_ended_before_0009_get_their_figures(engine: AsyncEng
     async with engine.connect() as conn:
         await conn.run_sync(to("0008"))
         counts = ", ".join(["0"] * 9)
-        for batch_id, status in (("b_done", "completed"), ("b_running", "in_progress")):
+        for batch_id, status in (
+            ("b_done", "completed"),
+            ("b_running", "in_progress"),
+            ("b_new", "in_progress"),
+        ):
             await conn.execute(
                 text(
                     "INSERT INTO batches (id, owner, endpoint, input_file_id, completion_window,"
@@ -123,35 +127,42 @@ async def test_batches_that_ended_before_0009_get_their_figures(engine: AsyncEng
                     f" '{status}', 1, 2, {counts}, 1)"
                 )
             )
-            for line, (model, provider, cost) in enumerate(
-                [("b-model", "p1", 0.25), ("a-model", "p2", 0.5), ("b-model", "p1", 0.25)], 1
-            ):
+        lines = [
+            ("b-model", "p1", 0.25, "succeeded", 3),
+            ("a-model", "p2", 0.5, "succeeded", 4),
+            ("b-model", "p1", 0.25, "failed", 5),
+            ("b-model", "p1", 0.0, "pending", 0),
+        ]
+        for batch_id in ("b_done", "b_running"):
+            for line, (model, provider, cost, state, tokens) in enumerate(lines, 1):
                 await conn.execute(
                     text(
                         "INSERT INTO batch_items (batch_id, line, custom_id, model, provider,"
                         " body, state, attempts, not_before, input_tokens, cached_tokens,"
                         " output_tokens, reasoning_tokens, cost_usd) VALUES"
                         f" ('{batch_id}', {line}, 'c{line}', '{model}', '{provider}', :body,"
-                        f" 'succeeded', 1, 0, 0, 0, 0, 0, {cost})"
+                        f" '{state}', 1, 0, {tokens}, 1, 2, 0, {cost})"
                     ),
                     {"body": b"{}"},
                 )
         await conn.run_sync(to("head"))
-        rows = {
-            r.id: r
-            for r in await conn.execute(
-                select(batches.c.id, batches.c.cost_usd, batches.c.models, batches.c.providers)
-            )
-        }
+        rows = {r.id: r for r in await conn.execute(select(batches))}
         await conn.commit()
 
-    done, running = rows["b_done"], rows["b_running"]
+    done, running, new = rows["b_done"], rows["b_running"], rows["b_new"]
     assert (done.cost_usd, done.models, done.providers) == (
         1.0,
         ["a-model", "b-model"],
         ["p1", "p2"],
     )
-    assert (running.cost_usd, running.models, running.providers) == (0.0, None, None)
+    assert (running.cost_usd, running.models, running.providers) == (
+        1.0,
+        ["a-model", "b-model"],
+        ["p1", "p2"],
+    )
+    assert (running.succeeded, running.failed, running.cancelled, running.expired) == (2, 1, 0, 0)
+    assert (running.input_tokens, running.cached_tokens, running.output_tokens) == (7, 2, 4)
+    assert (new.cost_usd, new.succeeded, new.models) == (0.0, 0, [])
 
 
 _MIGRATE = """

@@ -1,5 +1,6 @@
-"""Request logs on the SQL store only: the fast insert's column list, and accounting over
-a database that refuses a row. On SQLite and on PostgreSQL.
+"""Request logs on the SQL store only: the fast insert's column list, accounting over a
+database that refuses a row, and the usage kept per hour (``usage_hourly``) equal to the
+logs grouped, as written and as migration 0012 fills it. On SQLite and on PostgreSQL.
 
 What the ``RequestLogs`` port answers (listings, usage, spending, retention) is in its
 contract, tests/contract/test_request_log_contract.py, on every implementation.
@@ -8,14 +9,18 @@ contract, tests/contract/test_request_log_contract.py, on every implementation.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from alembic import command
+from sqlalchemy import select, text
 
 from batchway.config import Config
 from batchway.store.logs import SqlRequestLogs
-from batchway.store.migrate import migrate
+from batchway.store.migrate import alembic_config, migrate
 from batchway.store.sql import SqlStore, create_engine
+from batchway.store.tables import usage_hourly
 from tests.contract.factories import entry, everything, line
 
 
@@ -72,3 +77,79 @@ async def test_a_log_row_the_database_refuses_is_dropped_alone(logs: SqlRequestL
     assert len(await everything(logs)) == 3  # the refused row is gone, not queued again
     await accounting.flush()
     assert len(await everything(logs)) == 3
+
+
+_GROUPED = text(
+    "SELECT created_at_ms / 3600000 * 3600000, key_id, model, provider, kind, count(*),"
+    " sum(CASE WHEN status != 'succeeded' THEN 1 ELSE 0 END), sum(input_tokens),"
+    " sum(cached_tokens), sum(output_tokens), sum(cost_usd) FROM request_logs"
+    " GROUP BY 1, 2, 3, 4, 5"
+)
+
+
+async def _hours(logs: SqlRequestLogs) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    """The rows of ``usage_hourly``, and the same grouped from the logs themselves."""
+    async with logs._store._read() as conn:
+        kept = await conn.execute(select(usage_hourly))
+        grouped = await conn.execute(_GROUPED)
+        return (
+            {tuple(int(v) if isinstance(v, Decimal) else v for v in row) for row in kept},
+            {tuple(int(v) if isinstance(v, Decimal) else v for v in row) for row in grouped},
+        )
+
+
+async def test_the_hours_kept_are_the_logs_grouped(logs: SqlRequestLogs) -> None:
+    from tests.contract.test_usage_hours_contract import many_logs
+
+    written = many_logs(4, 500, first_item=1)
+    for start in range(0, len(written), 23):
+        await logs.insert(written[start : start + 23])
+    kept, grouped = await _hours(logs)
+    assert kept == grouped and len(kept) > 100
+
+    await logs.delete_older_than(written[0].created_at_ms + 36 * 3_600_000 + 1, chunk=50)
+    kept, grouped = await _hours(logs)
+    assert kept == grouped  # hours whose logs all went are gone too
+
+
+async def test_the_migration_fills_the_hours_from_the_logs(database_url: str) -> None:
+    from tests.contract.test_usage_hours_contract import many_logs
+
+    engine = create_engine(Config(database=database_url).async_database_url)
+    await migrate(engine)
+    store = SqlStore(engine)
+    logs = SqlRequestLogs(store)
+    try:
+
+        def to(revision: str) -> Any:
+            def step(connection: Any) -> None:
+                config = alembic_config(connection)
+                if revision == "head":
+                    command.upgrade(config, revision)
+                else:
+                    command.downgrade(config, revision)
+
+            return step
+
+        async with engine.connect() as conn:
+            await conn.run_sync(to("0011"))
+            await conn.commit()
+        async with engine.begin() as conn:
+            await insert_logs_only(conn, many_logs(5, 300, first_item=1))
+        async with engine.connect() as conn:
+            await conn.run_sync(to("head"))
+            await conn.commit()
+
+        kept, grouped = await _hours(logs)
+        assert kept == grouped and len(grouped) > 50
+    finally:
+        await store.close()
+
+
+async def insert_logs_only(conn: Any, rows: list[Any]) -> None:
+    """Logs written as the code before migration 0012 wrote them: no hours kept."""
+    from batchway.store.sql_items import _log_insert, _log_values
+
+    await conn.exec_driver_sql(
+        _log_insert(conn.dialect.paramstyle), [_log_values(log) for log in rows]
+    )

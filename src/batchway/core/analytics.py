@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from batchway.core.models import RequestKind
+from batchway.core.models import RequestKind, RequestLog
 
 __all__ = [
+    "HOUR_MS",
     "INTERVAL_MS",
     "LogFilter",
     "UsageGroup",
@@ -20,7 +21,10 @@ __all__ = [
     "UsageQuery",
     "UsageReport",
     "UsageRow",
+    "UsageSlot",
     "UsageTotals",
+    "hourly_totals",
+    "whole_hours",
 ]
 
 UsageGroup = Literal["key", "model", "provider"]
@@ -28,6 +32,11 @@ UsageInterval = Literal["hour", "day"]
 
 # the width of a usage bucket; buckets start at whole multiples of it (UTC)
 INTERVAL_MS: dict[UsageInterval, int] = {"hour": 3_600_000, "day": 86_400_000}
+HOUR_MS = INTERVAL_MS["hour"]
+
+# what the stores keep usage per (so that a report over weeks reads hours, not logs): the
+# hour's start (epoch ms), the key, the public model, the provider and the kind of call
+UsageSlot = tuple[int, str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,10 +87,24 @@ class UsageTotals:
 
 
 def _sum(parts: Iterable[UsageTotals]) -> UsageTotals:
-    total = UsageTotals()
+    # field by field: a report over weeks per hour adds up thousands of rows
+    requests = input_tokens = cached_tokens = output_tokens = errors = 0
+    cost_usd = 0.0
     for part in parts:
-        total += part
-    return total
+        requests += part.requests
+        input_tokens += part.input_tokens
+        cached_tokens += part.cached_tokens
+        output_tokens += part.output_tokens
+        cost_usd += part.cost_usd
+        errors += part.errors
+    return UsageTotals(
+        requests=requests,
+        input_tokens=input_tokens,
+        cached_tokens=cached_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost_usd,
+        errors=errors,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,3 +138,53 @@ class UsageReport:
             interactive=_sum(r.totals for r in rows if r.kind == "interactive"),
             overall=_sum(r.totals for r in rows),
         )
+
+
+def hourly_totals(logs: Iterable[RequestLog]) -> dict[UsageSlot, UsageTotals]:
+    """``logs`` added up per hour, key, model, provider and kind of call."""
+    sums: dict[UsageSlot, list[float]] = {}
+    for log in logs:
+        hour = log.created_at_ms // HOUR_MS * HOUR_MS
+        slot = (hour, log.key_id, log.model, log.provider, log.kind)
+        s = sums.get(slot)
+        if s is None:
+            s = sums[slot] = [0, 0, 0, 0, 0, 0.0]
+        s[0] += 1
+        s[1] += log.status != "succeeded"
+        s[2] += log.usage.input_tokens
+        s[3] += log.usage.cached_tokens
+        s[4] += log.usage.output_tokens
+        s[5] += log.cost_usd
+    return {
+        slot: UsageTotals(
+            requests=int(s[0]),
+            errors=int(s[1]),
+            input_tokens=int(s[2]),
+            cached_tokens=int(s[3]),
+            output_tokens=int(s[4]),
+            cost_usd=s[5],
+        )
+        for slot, s in sums.items()
+    }
+
+
+def whole_hours(
+    since_ms: int | None, until_ms: int | None
+) -> tuple[tuple[int | None, int | None] | None, list[tuple[int, int]]]:
+    """A period (``since`` inclusive, ``until`` exclusive, either open) split into the whole
+    hours in it, to be read from the hourly totals (None: it holds no whole hour), and the
+    parts of hours at its edges, to be read from the logs."""
+    if since_ms is not None and until_ms is not None:
+        if -(-since_ms // HOUR_MS) * HOUR_MS >= until_ms // HOUR_MS * HOUR_MS:
+            return None, [(since_ms, until_ms)] if since_ms < until_ms else []
+    first = last = None
+    edges = []
+    if since_ms is not None:
+        first = -(-since_ms // HOUR_MS) * HOUR_MS
+        if since_ms < first:
+            edges.append((since_ms, first))
+    if until_ms is not None:
+        last = until_ms // HOUR_MS * HOUR_MS
+        if last < until_ms:
+            edges.append((last, until_ms))
+    return (first, last), edges

@@ -12,11 +12,14 @@ from batchway.core.states import BatchStatus, ItemState
 __all__ = [
     "BatchFigures",
     "BatchFilter",
+    "FiguresChange",
     "LineFilter",
     "LineGroup",
     "LineView",
     "counts_from_states",
     "figures_from_groups",
+    "ended_lines",
+    "figures_changes",
 ]
 
 
@@ -51,6 +54,75 @@ class BatchFigures:
     cost_usd: float = 0.0
     models: tuple[str, ...] = ()  # the public models its lines ask for, sorted
     providers: tuple[str, ...] = ()  # the providers its lines go to, sorted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FiguresChange:
+    """What lines changing state add to the figures their batch keeps as it runs: how many
+    ended in each state, the tokens of those that succeeded, and the change in cost."""
+
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    expired: int = 0
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+# where each ended state is counted in a change's sums
+_COUNTED = {
+    ItemState.SUCCEEDED: 0,
+    ItemState.FAILED: 1,
+    ItemState.CANCELLED: 2,
+    ItemState.EXPIRED: 3,
+}
+
+
+def figures_changes(
+    lines: Iterable[tuple[str, ItemState, Usage | None, float]],
+) -> dict[str, FiguresChange]:
+    """What leased or pending lines moving to a state add to their batches' figures, from
+    ``(batch id, new state, usage, change in cost)`` for each line. A line going back to
+    pending is not counted; tokens count only for lines that succeeded, as a batch's usage
+    does. Batches whose figures do not change are left out."""
+    sums: dict[str, list[float]] = {}
+    for batch_id, state, usage, cost in lines:
+        s = sums.get(batch_id)
+        if s is None:
+            s = sums[batch_id] = [0, 0, 0, 0, 0, 0, 0, 0, 0.0]
+        index = _COUNTED.get(state)
+        if index is not None:
+            s[index] += 1
+        if state is ItemState.SUCCEEDED and usage is not None:
+            s[4] += usage.input_tokens
+            s[5] += usage.cached_tokens
+            s[6] += usage.output_tokens
+            s[7] += usage.reasoning_tokens
+        s[8] += cost
+    return {
+        batch_id: FiguresChange(
+            succeeded=int(s[0]),
+            failed=int(s[1]),
+            cancelled=int(s[2]),
+            expired=int(s[3]),
+            input_tokens=int(s[4]),
+            cached_tokens=int(s[5]),
+            output_tokens=int(s[6]),
+            reasoning_tokens=int(s[7]),
+            cost_usd=s[8],
+        )
+        for batch_id, s in sums.items()
+        if any(s)
+    }
+
+
+def ended_lines(batch_id: str, state: ItemState, lines: int) -> dict[str, FiguresChange]:
+    """What ``lines`` lines of a batch ending as ``state`` (unrecorded: no tokens, no cost)
+    add to its figures."""
+    return figures_changes([(batch_id, state, None, 0.0)] * lines)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from batchway.config import DatabasePoolConfig
 from batchway.errors import InvalidRequest
 
-__all__ = ["SqlBase", "create_engine"]
+__all__ = ["SqlBase", "create_engine", "driver_marks"]
 
 _T = TypeVar("_T")
 
@@ -57,6 +57,15 @@ def create_engine(url: str, pool: DatabasePoolConfig | None = None) -> AsyncEngi
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def driver_marks(paramstyle: str, count: int) -> list[str]:
+    """The driver's own placeholders for ``count`` parameters, for statements sent straight
+    to it (``exec_driver_sql``) on the hot write paths."""
+    return [
+        "?" if paramstyle == "qmark" else f"${i}" if paramstyle == "numeric_dollar" else "%s"
+        for i in range(1, count + 1)
+    ]
 
 
 _WAL_ATTEMPTS = 100

@@ -1,41 +1,32 @@
 """Request logs: one row per upstream call outcome, and the questions asked of them
-(listings, usage over time, a key's spending, retention).
-
-Usage buckets are ``created_at_ms`` divided by the bucket width: integer division of a
-BIGINT by an integer literal, which truncates the same way on SQLite and PostgreSQL.
+(listings, usage over time, a key's spending, retention). Usage per hour, kept as logs are
+written, is in ``store.usage``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import BigInteger, case, delete, func, literal_column, select
+from sqlalchemy import Integer, delete, func, literal, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from batchway.core.analytics import (
-    INTERVAL_MS,
-    LogFilter,
-    UsageQuery,
-    UsageReport,
-    UsageRow,
-    UsageTotals,
-)
+from batchway.core.analytics import LogFilter, UsageQuery, UsageReport, hourly_totals
 from batchway.core.models import Page, RequestLog, Usage
 from batchway.store.sql import SqlStore
 from batchway.store.sql_items import insert_logs
 from batchway.store.tables import request_logs
+from batchway.store.usage import add_usage, drop_empty_hours, usage_rows
 
 __all__ = ["DELETE_CHUNK", "SqlRequestLogs"]
 
 # rows deleted per transaction, so that retention never holds the write lock for long
 DELETE_CHUNK = 10_000
 
-_GROUP_COLUMNS = {
-    "key": request_logs.c.key_id,
-    "model": request_logs.c.model,
-    "provider": request_logs.c.provider,
-}
+# the filters with a (column, id) index: a value's newest log is one probe away
+_INDEXED = ("batch_id", "key_id", "model")
 _ALL = list(request_logs.c)
 _WITHOUT_BODIES = [c for c in _ALL if c.name not in ("request_body", "response_body")]
 
@@ -70,8 +61,40 @@ def _log(row: Any, bodies: bool) -> RequestLog:
     )
 
 
-def _matching(filters: LogFilter) -> list[ColumnElement[bool]]:
+def _by_its_index(filters: LogFilter) -> ColumnElement[bool] | None:
+    """The filter, when it is one value of a column with a ``(column, id)`` index and
+    nothing else."""
+    given = [(f.name, getattr(filters, f.name)) for f in fields(filters)]
+    named = [(name, value) for name, value in given if value is not None]
+    if len(named) != 1 or named[0][0] not in _INDEXED:
+        return None
+    name, value = named[0]
+    condition: ColumnElement[bool] = request_logs.c[name] == value
+    return condition
+
+
+def _newest_bounds(filters: LogFilter, before_id: int | None) -> list[ColumnElement[bool]]:
+    """``id <=`` the newest id of each filtered value that has a ``(column, id)`` index:
+    one probe each. PostgreSQL expects a value's logs spread evenly over the ids, so without
+    it a page of logs that are all old walks the primary key past every newer log."""
+    t, newest = request_logs.c, request_logs.alias("newest")
+    bounds: list[ColumnElement[bool]] = []
+    for name in _INDEXED:
+        value = getattr(filters, name)
+        if value is None:
+            continue
+        probe = select(func.max(newest.c.id)).where(newest.c[name] == value)
+        if before_id is not None:
+            probe = probe.where(newest.c.id < before_id)
+        bounds.append(t.id <= probe.scalar_subquery())
+    return bounds
+
+
+def _matching(filters: LogFilter, *, time_index: bool = True) -> list[ColumnElement[bool]]:
+    """The conditions of ``filters``; ``time_index=False`` keeps the time index out of the
+    plan (a page then walks the ids in order)."""
     t = request_logs.c
+    created: ColumnElement[int] = t.created_at_ms if time_index else t.created_at_ms + 0
     conditions: list[ColumnElement[bool]] = []
     for column, value in (
         (t.key_id, filters.key_id),
@@ -84,10 +107,64 @@ def _matching(filters: LogFilter) -> list[ColumnElement[bool]]:
         if value is not None:
             conditions.append(column == value)
     if filters.since_ms is not None:
-        conditions.append(t.created_at_ms >= filters.since_ms)
+        conditions.append(created >= filters.since_ms)
     if filters.until_ms is not None:
-        conditions.append(t.created_at_ms < filters.until_ms)
+        conditions.append(created < filters.until_ms)
     return conditions
+
+
+async def _window_ids(
+    conn: AsyncConnection, filters: LogFilter, before_id: int | None
+) -> list[ColumnElement[bool]] | None:
+    """Which ids a page of a time window walks (newest first): all of them from the newest
+    down, when fewer logs are newer than the window than are in it; otherwise only the
+    window's own ids, ``id BETWEEN lo AND hi``, read from the time index. None: no log is
+    in the window.
+
+    Ids are only roughly in time order (a log is numbered when it is written, timed when
+    its call ended), so the sizes come from one probe at each end of the window, and the
+    window's ids are exact: the smallest and the largest of the logs in it.
+    """
+    since, until = filters.since_ms, filters.until_ms
+    if since is None and until is None:
+        return []
+    t = request_logs.c
+    newest = select(func.max(t.id)).scalar_subquery()
+    last: ColumnElement[Any] = newest
+    if until is not None:
+        last = (
+            select(t.id)
+            .where(t.created_at_ms < until)
+            .order_by(t.created_at_ms.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+    first: ColumnElement[Any] = select(func.min(t.id)).scalar_subquery()
+    if since is not None:
+        first = (
+            select(t.id)
+            .where(t.created_at_ms >= since)
+            .order_by(t.created_at_ms)
+            .limit(1)
+            .scalar_subquery()
+        )
+    top, last_id, first_id = (await conn.execute(select(newest, last, first))).one()
+    if last_id is None or first_id is None:
+        return None
+    start = top if before_id is None else min(top, before_id - 1)
+    if start - last_id <= last_id - first_id:
+        return []
+    # min(id + 0): PostgreSQL would otherwise look for max(id) down the primary key
+    lo, hi = (
+        await conn.execute(
+            select(func.min(t.id + 0), func.max(t.id + 0)).where(
+                *_matching(LogFilter(since_ms=since, until_ms=until))
+            )
+        )
+    ).one()
+    if lo is None:
+        return None
+    return [t.id >= lo, t.id <= hi]
 
 
 class SqlRequestLogs:
@@ -113,19 +190,34 @@ class SqlRequestLogs:
     ) -> Page[RequestLog]:
         """Logs matching ``filters``, newest first; ``before_id`` (the last id of the previous
         page) pages to older ones. ``bodies=False`` leaves the bodies unread."""
-        conditions = _matching(filters)
-        if before_id is not None:
-            conditions.append(request_logs.c.id < before_id)
+        t = request_logs.c
         columns = _ALL if bodies else _WITHOUT_BODIES
         async with self._store._read() as conn:
-            rows = (
-                await conn.execute(
-                    select(*columns)
-                    .where(*conditions)
-                    .order_by(request_logs.c.id.desc())
-                    .limit(limit + 1)
-                )
-            ).all()
+            by_index = _by_its_index(filters)
+            conditions: list[ColumnElement[bool]]
+            # written into the statement: with the limit unknown, PostgreSQL's generic plan
+            # merges the page's ids with a walk of every id
+            size = literal(limit + 1, Integer, literal_execute=True)
+            if by_index is not None:
+                # the page's ids from the value's (column, id) index alone: whatever the
+                # parameters (a prepared statement's generic plan too), no walk of the ids
+                ids = select(t.id).where(by_index).order_by(t.id.desc()).limit(size)
+                if before_id is not None:
+                    ids = ids.where(t.id < before_id)
+                conditions = [t.id.in_(ids.scalar_subquery())]
+            else:
+                window = await _window_ids(conn, filters, before_id)
+                if window is None:
+                    return Page(items=[], has_more=False)
+                conditions = [
+                    *_matching(filters, time_index=False),
+                    *_newest_bounds(filters, before_id),
+                    *window,
+                ]
+                if before_id is not None:
+                    conditions.append(t.id < before_id)
+            statement = select(*columns).where(*conditions).order_by(t.id.desc())
+            rows = (await conn.execute(statement.limit(size))).all()
         return Page(items=[_log(r, bodies) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def get(self, log_id: int) -> RequestLog | None:
@@ -147,54 +239,10 @@ class SqlRequestLogs:
 
     async def usage(self, query: UsageQuery) -> UsageReport:
         """Calls, tokens, cost and errors per time bucket, kind of call and (optionally) key,
-        model or provider, oldest bucket first."""
-        t = request_logs.c
-        # a literal, not a bound parameter: PostgreSQL matches the GROUP BY expression
-        # to the selected one only when both are written the same way
-        width = literal_column(str(INTERVAL_MS[query.interval]), BigInteger)
-        bucket = (t.created_at_ms // width) * width
-        group = _GROUP_COLUMNS[query.group_by] if query.group_by is not None else None
-        keys: list[ColumnElement[Any]] = [bucket, *([group] if group is not None else []), t.kind]
-        statement = (
-            select(
-                *keys,
-                func.count().label("requests"),
-                func.sum(t.input_tokens).label("input_tokens"),
-                func.sum(t.cached_tokens).label("cached_tokens"),
-                func.sum(t.output_tokens).label("output_tokens"),
-                func.sum(t.cost_usd).label("cost_usd"),
-                func.sum(case((t.status != "succeeded", 1), else_=0)).label("errors"),
-            )
-            .where(
-                *_matching(
-                    LogFilter(key_id=query.key_id, since_ms=query.since_ms, until_ms=query.until_ms)
-                )
-            )
-            .group_by(*keys)
-            .order_by(*keys)
-        )
+        model or provider, oldest bucket first: whole hours from their totals
+        (``store.usage``), the parts of hours at the period's edges from the logs."""
         async with self._store._read() as conn:
-            rows = (await conn.execute(statement)).all()
-        return UsageReport.of(
-            query,
-            (
-                UsageRow(
-                    bucket_start_ms=int(row[0]),
-                    group=row[1] if group is not None else None,
-                    kind=row.kind,
-                    totals=UsageTotals(
-                        requests=int(row.requests),
-                        # PostgreSQL sums integers as NUMERIC or BIGINT
-                        input_tokens=int(row.input_tokens),
-                        cached_tokens=int(row.cached_tokens),
-                        output_tokens=int(row.output_tokens),
-                        cost_usd=float(row.cost_usd),
-                        errors=int(row.errors),
-                    ),
-                )
-                for row in rows
-            ),
-        )
+            return UsageReport.of(query, await usage_rows(conn, query))
 
     async def spent(self, key_id: str, since_ms: int | None) -> float:
         """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None."""
@@ -206,8 +254,8 @@ class SqlRequestLogs:
         return float(value or 0.0)
 
     async def delete_older_than(self, cutoff_ms: int, *, chunk: int = DELETE_CHUNK) -> int:
-        """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction; returns
-        how many went."""
+        """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction (taken
+        from their hours' usage in the same one); returns how many went."""
         oldest = (
             select(request_logs.c.id)
             .where(request_logs.c.created_at_ms < cutoff_ms)
@@ -217,9 +265,15 @@ class SqlRequestLogs:
         deleted = 0
         while True:
             async with self._store._write() as conn:
-                result = await conn.execute(
-                    delete(request_logs).where(request_logs.c.id.in_(oldest))
-                )
-            deleted += result.rowcount
-            if result.rowcount < chunk:
+                gone = (
+                    await conn.execute(
+                        delete(request_logs)
+                        .where(request_logs.c.id.in_(oldest))
+                        .returning(*_WITHOUT_BODIES)
+                    )
+                ).all()
+                await add_usage(conn, hourly_totals(_log(r, bodies=False) for r in gone), sign=-1)
+                await drop_empty_hours(conn, cutoff_ms)
+            deleted += len(gone)
+            if len(gone) < chunk:
                 return deleted

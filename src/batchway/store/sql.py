@@ -38,7 +38,8 @@ from batchway.core.models import (
 )
 from batchway.core.states import BatchStatus, ItemState
 from batchway.store._sql_base import create_engine
-from batchway.store.sql_items import SqlItemStatements, kept_figures
+from batchway.store.figures import kept_figures
+from batchway.store.sql_items import SqlItemStatements, settle_pending
 from batchway.store.sql_storage import SqlStorageStatements, lock_key
 from batchway.store.tables import api_keys, batch_items, batches, files
 
@@ -471,14 +472,7 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
                 {"cancelling_at": now, "finish_as": BatchStatus.CANCELLED.value},
             ):
                 return False
-            await conn.execute(
-                update(batch_items)
-                .where(
-                    batch_items.c.batch_id == batch_id,
-                    batch_items.c.state == ItemState.PENDING.value,
-                )
-                .values(state=ItemState.CANCELLED.value, finished_at=float(now))
-            )
+            await settle_pending(conn, batch_id, ItemState.CANCELLED, float(now))
         return True
 
     async def expire_batch(self, batch_id: str, now: int) -> bool:
@@ -492,14 +486,7 @@ class SqlStore(SqlStorageStatements, SqlItemStatements):
                 {"finalizing_at": now, "finish_as": BatchStatus.EXPIRED.value},
             ):
                 return False
-            await conn.execute(
-                update(batch_items)
-                .where(
-                    batch_items.c.batch_id == batch_id,
-                    batch_items.c.state == ItemState.PENDING.value,
-                )
-                .values(state=ItemState.EXPIRED.value, finished_at=float(now))
-            )
+            await settle_pending(conn, batch_id, ItemState.EXPIRED, float(now))
         return True
 
     async def claim_batch(self, batch_id: str, worker: str, now: float, lease: float) -> bool:

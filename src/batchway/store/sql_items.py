@@ -22,13 +22,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from batchway.core.analytics import hourly_totals
 from batchway.core.listings import (
     BatchFigures,
+    FiguresChange,
     LineFilter,
-    LineGroup,
     LineView,
     counts_from_states,
-    figures_from_groups,
+    ended_lines,
+    figures_changes,
 )
 from batchway.core.models import (
     BatchItem,
@@ -41,10 +43,19 @@ from batchway.core.models import (
     Usage,
 )
 from batchway.core.states import BatchStatus, ItemState
-from batchway.store._sql_base import SqlBase
+from batchway.store._sql_base import SqlBase, driver_marks
+from batchway.store.figures import (
+    FIGURE_COLUMNS,
+    add_figures,
+    add_models,
+    clear_figures,
+    figures_of_row,
+    line_figures,
+)
 from batchway.store.tables import batch_items, batches, upstream_batches
+from batchway.store.usage import add_usage
 
-__all__ = ["SqlItemStatements", "insert_logs", "kept_figures", "line_figures"]
+__all__ = ["SqlItemStatements", "insert_logs", "settle_pending"]
 
 _ACTIVE = (ItemState.PENDING.value, ItemState.LEASED.value)
 _PAGE = 1000
@@ -106,19 +117,18 @@ def _log_values(log: RequestLog) -> tuple[Any, ...]:
 
 @functools.cache
 def _log_insert(paramstyle: str) -> str:
-    marks = [
-        "?" if paramstyle == "qmark" else f"${i}" if paramstyle == "numeric_dollar" else "%s"
-        for i in range(1, len(_LOG_COLUMNS) + 1)
-    ]
+    marks = driver_marks(paramstyle, len(_LOG_COLUMNS))
     return f"INSERT INTO request_logs ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join(marks)})"
 
 
 async def insert_logs(conn: AsyncConnection, logs: Sequence[RequestLog]) -> None:
-    """Store request logs in one statement. Straight to the driver: logs are written for
-    every call the gateway makes, and this costs a third of the CPU of a Core insert."""
+    """Store request logs in one statement, and add them to their hours' usage. Straight to
+    the driver: logs are written for every call the gateway makes, and this costs a third
+    of the CPU of a Core insert."""
     if logs:
         sql = _log_insert(conn.dialect.paramstyle)
         await conn.exec_driver_sql(sql, [_log_values(log) for log in logs])
+        await add_usage(conn, hourly_totals(logs))
 
 
 def _outcome_row(record: LineRecord, worker: str, now: float) -> dict[str, Any]:
@@ -214,70 +224,41 @@ def _line_view(row: Any) -> LineView:
     )
 
 
-async def line_figures(conn: AsyncConnection, batch_ids: Sequence[str]) -> dict[str, BatchFigures]:
-    """What the lines of these batches add up to, in one grouping query."""
-    t = batch_items.c
-    succeeded = t.state == ItemState.SUCCEEDED.value
-    rows = (
-        await conn.execute(
-            select(
-                t.batch_id,
-                t.state,
-                t.model,
-                t.provider,
-                func.count(),
-                *(
-                    func.coalesce(func.sum(case((succeeded, column), else_=0)), 0)
-                    for column in (
-                        t.input_tokens,
-                        t.cached_tokens,
-                        t.output_tokens,
-                        t.reasoning_tokens,
-                    )
-                ),
-                func.coalesce(func.sum(t.cost_usd), 0.0),
-            )
-            .where(t.batch_id.in_(list(batch_ids)))
-            .group_by(t.batch_id, t.state, t.model, t.provider)
-        )
-    ).all()
-    return figures_from_groups(
-        LineGroup(
-            batch_id=r[0],
-            state=r[1],
-            model=r[2],
-            provider=r[3],
-            lines=int(r[4]),
-            usage=Usage(
-                input_tokens=int(r[5]),
-                cached_tokens=int(r[6]),
-                output_tokens=int(r[7]),
-                reasoning_tokens=int(r[8]),
-            ),
-            cost_usd=float(r[9]),
-        )
-        for r in rows
-    )
-
-
-async def kept_figures(conn: AsyncConnection, batch_id: str) -> dict[str, Any]:
-    """The columns an ending batch keeps what its lines add up to in: cost, models,
-    providers and tokens."""
-    figures = (await line_figures(conn, [batch_id])).get(batch_id, BatchFigures())
-    return {
-        "cost_usd": figures.cost_usd,
-        "models": list(figures.models),
-        "providers": list(figures.providers),
-        "input_tokens": figures.usage.input_tokens,
-        "cached_tokens": figures.usage.cached_tokens,
-        "output_tokens": figures.usage.output_tokens,
-        "reasoning_tokens": figures.usage.reasoning_tokens,
-    }
-
-
 def _chunks(values: list[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _recorded(
+    written: Sequence[LineRecord], held: dict[int, tuple[str, float]]
+) -> dict[str, FiguresChange]:
+    """What recording ``written`` adds to their batches' figures (a line named twice is
+    written once: the first time)."""
+    first: dict[int, LineRecord] = {}
+    for record in written:
+        first.setdefault(record.item_id, record)
+    return figures_changes(
+        (
+            held[item_id][0],
+            record.outcome.state,
+            record.outcome.usage,
+            record.cost_usd - held[item_id][1],
+        )
+        for item_id, record in first.items()
+    )
+
+
+async def settle_pending(
+    conn: AsyncConnection, batch_id: str, state: ItemState, now: float
+) -> None:
+    """A batch's lines that never started end as ``state``, and are counted in its figures."""
+    result = await conn.execute(
+        update(batch_items)
+        .where(batch_items.c.batch_id == batch_id, batch_items.c.state == ItemState.PENDING.value)
+        .values(state=state.value, finished_at=now)
+    )
+    if result.rowcount:
+        await add_figures(conn, ended_lines(batch_id, state, result.rowcount))
 
 
 class SqlItemStatements(SqlBase):
@@ -288,6 +269,7 @@ class SqlItemStatements(SqlBase):
     async def clear_items(self, batch_id: str) -> None:
         async with self._write() as conn:
             await conn.execute(delete(batch_items).where(batch_items.c.batch_id == batch_id))
+            await clear_figures(conn, batch_id)
 
     async def insert_items(
         self, batch_id: str, items: Sequence[NewItem], native_providers: Iterable[str] = ()
@@ -314,6 +296,13 @@ class SqlItemStatements(SqlBase):
                     }
                     for item in items
                 ],
+            )
+            await add_models(
+                conn,
+                batch_id,
+                {item.model for item in items},
+                {item.provider for item in items},
+                lock=not self.is_sqlite,
             )
 
     async def claim_items(
@@ -429,7 +418,7 @@ class SqlItemStatements(SqlBase):
         )
         async with self._write() as conn:
             if max_attempts is not None:
-                await conn.execute(
+                lost = await conn.execute(
                     update(batch_items)
                     .where(*expired, batch_items.c.attempts >= max_attempts)
                     .values(
@@ -443,6 +432,10 @@ class SqlItemStatements(SqlBase):
                         lease_owner=None,
                         lease_expires_at=None,
                     )
+                    .returning(batch_items.c.batch_id)
+                )
+                await add_figures(
+                    conn, figures_changes((r.batch_id, ItemState.FAILED, None, 0.0) for r in lost)
                 )
             result = await conn.execute(
                 update(batch_items)
@@ -510,8 +503,12 @@ class SqlItemStatements(SqlBase):
                     lease_owner=None,
                     lease_expires_at=None,
                 )
+                .returning(batch_items.c.batch_id)
             )
-        return result.rowcount > 0
+            batch_id = result.scalar()
+            if batch_id is not None:
+                await add_figures(conn, ended_lines(batch_id, ItemState.FAILED, 1))
+        return batch_id is not None
 
     async def record_outcomes(
         self, worker: str, records: Sequence[LineRecord], now: float
@@ -531,18 +528,22 @@ class SqlItemStatements(SqlBase):
             if written:
                 await conn.execute(_RECORD_OUTCOME, [_outcome_row(r, worker, now) for r in written])
                 await insert_logs(conn, [r.log for r in written if r.log is not None])
+                await add_figures(conn, _recorded(written, held))
         return written
 
-    async def _held_lines(self, conn: AsyncConnection, worker: str, ids: list[int]) -> set[int]:
-        """Which lines of ``ids`` this worker still holds, locked until the transaction ends."""
-        query = select(batch_items.c.id).where(
+    async def _held_lines(
+        self, conn: AsyncConnection, worker: str, ids: list[int]
+    ) -> dict[int, tuple[str, float]]:
+        """The lines of ``ids`` this worker still holds, with their batch and cost, locked
+        until the transaction ends."""
+        query = select(batch_items.c.id, batch_items.c.batch_id, batch_items.c.cost_usd).where(
             batch_items.c.id.in_(ids),
             batch_items.c.lease_owner == worker,
             batch_items.c.state == ItemState.LEASED.value,
         )
         if not self.is_sqlite:
             query = query.with_for_update()
-        return set((await conn.execute(query)).scalars())
+        return {row.id: (row.batch_id, row.cost_usd) for row in await conn.execute(query)}
 
     async def leased_items(
         self, worker: str, item_ids: Sequence[str], *, bodies: bool
@@ -707,63 +708,17 @@ class SqlItemStatements(SqlBase):
 
     async def batch_figures(self, batch_ids: Sequence[str]) -> dict[str, BatchFigures]:
         """What the lines of each of these batches add up to so far; a batch without lines
-        is left out. An ended batch's figures were kept with it when it ended (``line_figures``
-        at the end), so only running batches' lines are added up, in one query."""
+        is left out. Each batch keeps its figures on its row as its lines change (see
+        ``store.figures``); only a batch still storing its lines has them added up."""
         if not batch_ids:
             return {}
         async with self._read() as conn:
-            kept = await self._kept_figures(conn, batch_ids)
-            live = [batch_id for batch_id in batch_ids if batch_id not in kept]
-            found = await line_figures(conn, live) if live else {}
-        return {
-            **{batch_id: f for batch_id, f in kept.items() if f.counts.total},
-            **found,
-        }
-
-    async def _kept_figures(
-        self, conn: AsyncConnection, batch_ids: Sequence[str]
-    ) -> dict[str, BatchFigures]:
-        b = batches.c
-        rows = await conn.execute(
-            select(
-                b.id,
-                b.status,
-                b.models,
-                b.providers,
-                b.cost_usd,
-                b.total,
-                b.succeeded,
-                b.failed,
-                b.cancelled,
-                b.expired,
-                b.input_tokens,
-                b.cached_tokens,
-                b.output_tokens,
-                b.reasoning_tokens,
-            ).where(b.id.in_(list(batch_ids)), b.models.is_not(None))
-        )
-        return {
-            r.id: BatchFigures(
-                counts=RequestCounts(
-                    total=r.total,
-                    succeeded=r.succeeded,
-                    failed=r.failed,
-                    cancelled=r.cancelled,
-                    expired=r.expired,
-                ),
-                usage=Usage(
-                    input_tokens=r.input_tokens,
-                    cached_tokens=r.cached_tokens,
-                    output_tokens=r.output_tokens,
-                    reasoning_tokens=r.reasoning_tokens,
-                ),
-                cost_usd=r.cost_usd,
-                models=tuple(r.models),
-                providers=tuple(r.providers or ()),
+            rows = await conn.execute(
+                select(*FIGURE_COLUMNS).where(batches.c.id.in_(list(batch_ids)))
             )
-            for r in rows
-            if BatchStatus(r.status).terminal
-        }
+            kept = {r.id: f for r in rows if (f := figures_of_row(r)) is not None}
+            rest = [batch_id for batch_id in batch_ids if batch_id not in kept]
+            return {**kept, **(await line_figures(conn, rest) if rest else {})}
 
     async def list_lines(
         self, batch_id: str, filters: LineFilter, *, limit: int, after_line: int | None
@@ -784,14 +739,7 @@ class SqlItemStatements(SqlBase):
     async def settle_unfinished(self, batch_id: str, state: ItemState, now: float) -> None:
         """Lines of an ending batch that never started end as ``state`` (cancelled/expired)."""
         async with self._write() as conn:
-            await conn.execute(
-                update(batch_items)
-                .where(
-                    batch_items.c.batch_id == batch_id,
-                    batch_items.c.state == ItemState.PENDING.value,
-                )
-                .values(state=state.value, finished_at=now)
-            )
+            await settle_pending(conn, batch_id, state, now)
 
     async def item_results(self, batch_id: str) -> AsyncIterator[ItemResult]:
         """Every finished line of a batch in input order, a page at a time."""

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -26,6 +27,7 @@ __all__ = [
     "metadata",
     "request_logs",
     "upstream_batches",
+    "usage_hourly",
 ]
 
 metadata = MetaData()
@@ -100,7 +102,9 @@ batches = Table(
     # a worker validating or finalizing the batch holds it under a lease
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
-    # final figures, written by the finalizer (live figures are counted from the items)
+    # what its lines add up to, kept up to date as they change (store/figures.py) and
+    # written again when it ends; the counts of a running batch's API object come from
+    # its lines
     Column("total", Integer, nullable=False, default=0),
     Column("succeeded", Integer, nullable=False, default=0),
     Column("failed", Integer, nullable=False, default=0),
@@ -113,8 +117,8 @@ batches = Table(
     Column("sort_key", BigInteger, nullable=False),
     # the wire shape the batch's own routes answer in (Batch.shape); NULL for most batches
     Column("shape", String(32), nullable=True),
-    # kept when the batch ends, so that listings never add up an ended batch's lines again:
-    # what its lines cost, and the models and providers they went to (NULL while it runs)
+    # so that listings never add up a batch's lines: what they cost, and the models and
+    # providers they go to (NULL until it has lines)
     Column("cost_usd", Float, nullable=False, default=0.0, server_default="0"),
     Column("models", JSON, nullable=True),
     Column("providers", JSON, nullable=True),
@@ -216,9 +220,31 @@ request_logs = Table(
     Index("ix_request_logs_time", "created_at_ms"),
     # a key's spending since a time, read from the index alone (budgets)
     Index("ix_request_logs_key_spend", "key_id", "created_at_ms", "cost_usd"),
-    # newest-first pages of one key or model (the console)
+    # newest-first pages of one key, model or batch (the console), and the newest log of
+    # each in one probe
     Index("ix_request_logs_key_id", "key_id", "id"),
     Index("ix_request_logs_model_id", "model", "id"),
-    Index("ix_request_logs_batch", "batch_id"),
+    Index("ix_request_logs_batch_id", "batch_id", "id"),
     sqlite_autoincrement=True,
+)
+
+# the request logs added up per hour, key, model, provider and kind of call, kept in the
+# transaction that writes (or deletes) the logs: usage over weeks reads these
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("hour_ms", BigInteger, nullable=False),  # the hour's start, epoch ms
+    Column("key_id", String(64), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),  # calls that did not succeed
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    # in this order, SQLite adds up a period's hours per model (or overall) as it reads
+    PrimaryKeyConstraint("hour_ms", "kind", "model", "provider", "key_id"),
+    sqlite_with_rowid=False,
 )

@@ -3,14 +3,18 @@ them back, as ``store/sql_items.py`` does them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import fields
 
 from batchway.core.listings import (
     BatchFigures,
+    FiguresChange,
     LineFilter,
     LineGroup,
     LineView,
     counts_from_states,
+    ended_lines,
+    figures_changes,
     figures_from_groups,
 )
 from batchway.core.models import (
@@ -95,10 +99,48 @@ def _outcome_values(record: LineRecord, now: float) -> dict[str, object]:
     }
 
 
+def _row_figures(row: BatchRow) -> BatchFigures | None:
+    """A batch's figures from its row, as ``store.figures.figures_of_row`` reads them."""
+    status = BatchStatus(row.status)
+    if status is BatchStatus.VALIDATING:
+        return None
+    has_lines = row.models is not None and row.total > 0 if status.terminal else bool(row.models)
+    if not has_lines or row.models is None:
+        return None
+    ended = row.succeeded + row.failed + row.cancelled + row.expired
+    return BatchFigures(
+        counts=RequestCounts(
+            total=row.total,
+            processing=0 if status.terminal else row.total - ended,
+            succeeded=row.succeeded,
+            failed=row.failed,
+            cancelled=row.cancelled,
+            expired=row.expired,
+        ),
+        usage=Usage(
+            input_tokens=row.input_tokens,
+            cached_tokens=row.cached_tokens,
+            output_tokens=row.output_tokens,
+            reasoning_tokens=row.reasoning_tokens,
+        ),
+        cost_usd=row.cost_usd,
+        models=tuple(row.models),
+        providers=tuple(row.providers or ()),
+    )
+
+
 class MemoryLineStatements:
     """Batch lines (``batch_items``), on the tables of one in-memory store."""
 
     tables: MemoryTables
+
+    def _add_figures(self, changes: Mapping[str, FiguresChange]) -> None:
+        """Add to the figures each batch keeps on its row (see ``store.figures``)."""
+        for batch_id, change in changes.items():
+            row = self.tables.batches.get(batch_id)
+            if row is not None:
+                for f in fields(change):
+                    setattr(row, f.name, getattr(row, f.name) + getattr(change, f.name))
 
     def _item(self, row: LineRow, body: bytes | None = None) -> BatchItem:
         batch = self.tables.batches[row.batch_id]
@@ -124,6 +166,11 @@ class MemoryLineStatements:
         await turn()
         for row in self.tables.lines_of(batch_id):
             del self.tables.lines[row.id]
+        batch = self.tables.batches.get(batch_id)
+        if batch is not None:
+            for f in fields(FiguresChange):
+                setattr(batch, f.name, 0)
+            batch.models, batch.providers = None, None
 
     async def insert_items(
         self, batch_id: str, items: Sequence[NewItem], native_providers: Iterable[str] = ()
@@ -143,6 +190,10 @@ class MemoryLineStatements:
             }
             for item in items
         )
+        batch = self.tables.batches.get(batch_id)
+        if batch is not None and items:
+            batch.models = sorted({*(batch.models or ()), *(i.model for i in items)})
+            batch.providers = sorted({*(batch.providers or ()), *(i.provider for i in items)})
 
     async def claim_items(
         self,
@@ -201,6 +252,7 @@ class MemoryLineStatements:
         """
         await turn()
         released = 0
+        lost: list[str] = []
         for row in self.tables.lines.values():
             expired = row.lease_expires_at is not None and row.lease_expires_at < now
             if row.state != ItemState.LEASED or not expired:
@@ -221,9 +273,11 @@ class MemoryLineStatements:
                         "lease_expires_at": None,
                     },
                 )
+                lost.append(row.batch_id)
             else:
                 row.release()
                 released += 1
+        self._add_figures(figures_changes((b, ItemState.FAILED, None, 0.0) for b in lost))
         return released
 
     async def release_worker(self, worker: str, unstarted: Iterable[str] = ()) -> int:
@@ -263,6 +317,7 @@ class MemoryLineStatements:
                     "lease_expires_at": None,
                 },
             )
+            self._add_figures(ended_lines(row.batch_id, ItemState.FAILED, 1))
             return True
         return False
 
@@ -281,10 +336,14 @@ class MemoryLineStatements:
         written = [r for r in records if r.item_id in held]
         # the logs go first: one the table refuses leaves every line as it was
         self.tables.add_logs([r.log for r in written if r.log is not None])
+        changes: list[tuple[str, ItemState, Usage | None, float]] = []
         for record in written:
             row = self.tables.lines[record.item_id]
             if row.held_by(worker):  # a line named twice is written once
+                o, cost = record.outcome, record.cost_usd - row.cost_usd
+                changes.append((row.batch_id, o.state, o.usage, cost))
                 assign(row, _outcome_values(record, now))
+        self._add_figures(figures_changes(changes))
         return written
 
     async def leased_items(
@@ -360,32 +419,16 @@ class MemoryLineStatements:
 
     async def batch_figures(self, batch_ids: Sequence[str]) -> dict[str, BatchFigures]:
         """What the lines of each of these batches add up to so far; a batch without lines
-        is left out. An ended batch's figures are those kept with it when it ended."""
+        is left out. Each batch keeps its figures on its row as its lines change; only a
+        batch still storing its lines has them added up."""
         await turn()
         kept = {}
         for batch_id in batch_ids:
             row = self.tables.batches.get(batch_id)
-            if row is not None and row.models is not None and BatchStatus(row.status).terminal:
-                kept[batch_id] = BatchFigures(
-                    counts=RequestCounts(
-                        total=row.total,
-                        succeeded=row.succeeded,
-                        failed=row.failed,
-                        cancelled=row.cancelled,
-                        expired=row.expired,
-                    ),
-                    usage=Usage(
-                        input_tokens=row.input_tokens,
-                        cached_tokens=row.cached_tokens,
-                        output_tokens=row.output_tokens,
-                        reasoning_tokens=row.reasoning_tokens,
-                    ),
-                    cost_usd=row.cost_usd,
-                    models=tuple(row.models),
-                    providers=tuple(row.providers or ()),
-                )
-        live = self._line_figures([b for b in batch_ids if b not in kept])
-        return {**{b: f for b, f in kept.items() if f.counts.total}, **live}
+            figures = _row_figures(row) if row is not None else None
+            if figures is not None:
+                kept[batch_id] = figures
+        return {**kept, **self._line_figures([b for b in batch_ids if b not in kept])}
 
     def _line_figures(self, batch_ids: Sequence[str]) -> dict[str, BatchFigures]:
         wanted = set(batch_ids)
@@ -449,9 +492,13 @@ class MemoryLineStatements:
         self._settle_pending(batch_id, state, now)
 
     def _settle_pending(self, batch_id: str, state: ItemState, now: float) -> None:
+        settled = 0
         for row in self.tables.lines_of(batch_id):
             if row.state == ItemState.PENDING:
                 row.state, row.finished_at = state.value, now
+                settled += 1
+        if settled:
+            self._add_figures(ended_lines(batch_id, state, settled))
 
     async def item_results(self, batch_id: str) -> AsyncIterator[ItemResult]:
         """Every finished line of a batch in input order, a page at a time."""

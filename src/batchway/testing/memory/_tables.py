@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from batchway.core.analytics import UsageSlot, UsageTotals, hourly_totals
 from batchway.core.models import ApiKey, RequestLog, StoredFile, Usage
 from batchway.core.states import ItemState
 
@@ -72,7 +73,8 @@ class FileRow:
 
 @dataclass(slots=True, kw_only=True)
 class BatchRow:
-    """A row of ``batches``: the batch, its lease, and its final figures."""
+    """A row of ``batches``: the batch, its lease, and its figures (kept up to date as its
+    lines change)."""
 
     id: str
     owner: str
@@ -109,7 +111,7 @@ class BatchRow:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     shape: str | None = None
-    cost_usd: float = 0.0  # kept when the batch ends, with the models and providers
+    cost_usd: float = 0.0  # with the models and providers, kept as its lines change
     models: list[str] | None = None
     providers: list[str] | None = None
 
@@ -184,6 +186,8 @@ class MemoryTables:
         self.lines: dict[int, LineRow] = {}
         self.upstream: dict[str, UpstreamRow] = {}
         self.logs: dict[int, RequestLog] = {}
+        # the logs added up per hour, key, model, provider and kind (``usage_hourly``)
+        self.usage: dict[UsageSlot, UsageTotals] = {}
         self._line_ids = itertools.count(1)
         self._log_ids = itertools.count(1)
         # listing order: creation (the SQL store's sort_key, without its clock ties)
@@ -231,3 +235,26 @@ class MemoryTables:
                 output_tokens=log.usage.output_tokens,
             )
             self.logs[log_id] = replace(log, id=log_id, usage=usage)
+        self._add_usage(hourly_totals(logs), 1)
+
+    def delete_logs(self, log_ids: Iterable[int]) -> None:
+        """Delete logs, and take them from their hours' usage."""
+        gone = [self.logs.pop(log_id) for log_id in log_ids]
+        self._add_usage(hourly_totals(gone), -1)
+
+    def _add_usage(self, totals: dict[UsageSlot, UsageTotals], sign: int) -> None:
+        for slot, t in totals.items():
+            if sign < 0:
+                t = UsageTotals(
+                    requests=-t.requests,
+                    errors=-t.errors,
+                    input_tokens=-t.input_tokens,
+                    cached_tokens=-t.cached_tokens,
+                    output_tokens=-t.output_tokens,
+                    cost_usd=-t.cost_usd,
+                )
+            kept = self.usage.get(slot, UsageTotals()) + t
+            if kept.requests > 0:
+                self.usage[slot] = kept
+            else:
+                self.usage.pop(slot, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import cast
 
 from batchway.core.analytics import (
     INTERVAL_MS,
@@ -15,6 +16,8 @@ from batchway.core.analytics import (
     UsageReport,
     UsageRow,
     UsageTotals,
+    hourly_totals,
+    whole_hours,
 )
 from batchway.core.models import Page, RequestKind, RequestLog
 from batchway.testing.memory._tables import turn
@@ -39,16 +42,6 @@ def _matches(log: RequestLog, filters: LogFilter) -> bool:
     if filters.since_ms is not None and log.created_at_ms < filters.since_ms:
         return False
     return filters.until_ms is None or log.created_at_ms < filters.until_ms
-
-
-def _group_of(log: RequestLog, query: UsageQuery) -> str | None:
-    if query.group_by == "key":
-        return log.key_id
-    if query.group_by == "model":
-        return log.model
-    if query.group_by == "provider":
-        return log.provider
-    return None
 
 
 class MemoryRequestLogs:
@@ -99,30 +92,40 @@ class MemoryRequestLogs:
 
     async def usage(self, query: UsageQuery) -> UsageReport:
         """Calls, tokens, cost and errors per time bucket, kind of call and (optionally) key,
-        model or provider, oldest bucket first."""
+        model or provider, oldest bucket first: whole hours from their totals, the parts of
+        hours at the period's edges from the logs (as ``store.usage`` reads them)."""
         await turn()
         width = INTERVAL_MS[query.interval]
-        period = LogFilter(key_id=query.key_id, since_ms=query.since_ms, until_ms=query.until_ms)
-        buckets: dict[tuple[int, str, RequestKind], UsageTotals] = {}
-        for log in self._tables.logs.values():
-            if not _matches(log, period):
+        hours, edges = whole_hours(query.since_ms, query.until_ms)
+        parts: list[tuple[tuple[int, str, str, str, str], UsageTotals]] = []
+        if hours is not None:
+            first, last = hours
+            parts += [
+                (slot, totals)
+                for slot, totals in self._tables.usage.items()
+                if (first is None or slot[0] >= first) and (last is None or slot[0] < last)
+            ]
+        for since, until in edges:
+            period = LogFilter(since_ms=since, until_ms=until)
+            parts += hourly_totals(
+                log for log in self._tables.logs.values() if _matches(log, period)
+            ).items()
+        buckets: dict[tuple[int, str, str], UsageTotals] = {}
+        for (hour, key_id, model, provider, kind), totals in parts:
+            if query.key_id is not None and key_id != query.key_id:
                 continue
-            key = (log.created_at_ms // width * width, _group_of(log, query) or "", log.kind)
-            buckets[key] = buckets.get(key, UsageTotals()) + UsageTotals(
-                requests=1,
-                input_tokens=log.usage.input_tokens,
-                cached_tokens=log.usage.cached_tokens,
-                output_tokens=log.usage.output_tokens,
-                cost_usd=log.cost_usd,
-                errors=int(log.status != "succeeded"),
+            group = {"key": key_id, "model": model, "provider": provider}.get(
+                query.group_by or "", ""
             )
+            bucket = (hour // width * width, group, kind)
+            buckets[bucket] = buckets.get(bucket, UsageTotals()) + totals
         return UsageReport.of(
             query,
             (
                 UsageRow(
                     bucket_start_ms=bucket,
                     group=group if query.group_by is not None else None,
-                    kind=kind,
+                    kind=cast(RequestKind, kind),
                     totals=totals,
                 )
                 for (bucket, group, kind), totals in sorted(buckets.items())
@@ -144,8 +147,7 @@ class MemoryRequestLogs:
         while True:
             await turn()
             old = sorted(i for i, log in self._tables.logs.items() if log.created_at_ms < cutoff_ms)
-            for log_id in old[:chunk]:
-                del self._tables.logs[log_id]
+            self._tables.delete_logs(old[:chunk])
             deleted += len(old[:chunk])
             if len(old[:chunk]) < chunk:
                 return deleted
