@@ -175,6 +175,16 @@ def database_url(
         yield url
 
 
+@pytest.fixture
+def postgres_url(tmp_path: Path, postgres_template: str | None) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, for what only runs on PostgreSQL (several
+    processes sharing one database)."""
+    if postgres_template is None:
+        pytest.skip("PostgreSQL is not reachable")
+    with _fresh_database(tmp_path, postgres_template) as url:
+        yield url
+
+
 @pytest.fixture(params=STORE_BACKENDS)
 def store_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """What a contract test's stores run on: a fresh SQLite or PostgreSQL database (its

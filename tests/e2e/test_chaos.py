@@ -32,15 +32,13 @@ DEADLINE = 600.0  # the whole run; a wedged cluster fails here instead of hangin
 
 @pytest.fixture
 def cluster(
-    database_url: str, tmp_path: Path, fake_upstream: Any, s3_bucket: S3Bucket, redis_url: str
+    postgres_url: str, tmp_path: Path, fake_upstream: Any, s3_bucket: S3Bucket, redis_url: str
 ) -> Iterator[tuple[list[GatewayProcess], list[WorkerProcess]]]:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("a cluster shares a PostgreSQL database")
     fake, upstream = fake_upstream
     fake.clear()
     fake.slow_seconds = 0.05
     config = gateway_config(
-        database_url,
+        postgres_url,
         f"s3://{s3_bucket.bucket}/chaos",
         upstream.url,
         s3=s3_bucket.config(),
@@ -98,7 +96,7 @@ class Client:
 def test_a_batch_survives_random_kills_across_the_cluster(
     cluster: tuple[list[GatewayProcess], list[WorkerProcess]],
     fake_upstream: Any,
-    database_url: str,
+    postgres_url: str,
 ) -> None:
     replicas, workers = cluster
     fake, _ = fake_upstream
@@ -154,7 +152,7 @@ def test_a_batch_survives_random_kills_across_the_cluster(
     assert sorted(row["custom_id"] for row in rows) == sorted(f"line-{i}" for i in range(LINES))
     expected = priced(output, PRICE_INPUT, PRICE_OUTPUT)
     assert sum(row["cost_usd"] for row in rows) == pytest.approx(expected, rel=1e-9)
-    assert _line_costs(database_url) == pytest.approx(expected, rel=1e-9)
+    assert _line_costs(postgres_url) == pytest.approx(expected, rel=1e-9)
     usage = httpx.get(
         f"{replicas[0].base_url}/admin/usage", headers={"authorization": "Bearer admin-secret"}
     ).json()

@@ -20,12 +20,10 @@ POLL_SECONDS = 120.0  # the workers' idle poll: far longer than any wait below
 
 
 @pytest.fixture
-def cluster_config(database_url: str, tmp_path: Path, fake_upstream: Any) -> Path:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("several processes share a PostgreSQL database")
+def cluster_config(postgres_url: str, tmp_path: Path, fake_upstream: Any) -> Path:
     _, upstream = fake_upstream
     config = gateway_config(
-        database_url,
+        postgres_url,
         tmp_path / "files",
         upstream.url,
         worker={"enabled": True, "idle_poll_seconds": POLL_SECONDS},
