@@ -64,6 +64,19 @@ async def test_calls_in_flight_are_counted_until_they_end(pool: ConcurrencyPool)
     assert await pool.holders("p") == {"a": 5, "b": 5}
 
 
+async def test_more_holders_than_the_limit_still_use_all_of_it(pool: ConcurrencyPool) -> None:
+    async def two(holder: str, busy: int = 0) -> int:
+        return await pool.renew("p", holder, want=2, busy=busy, limit=2, ttl_seconds=TTL)
+
+    assert await two("a") == 2
+    assert await two("b") == 0
+    assert await two("c") == 0
+    assert await two("a", busy=2) == 1  # an even share, but never less than one call
+    assert await two("a", busy=1) == 1
+    assert await two("b") == 1
+    assert sum((await pool.holders("p")).values()) == 2
+
+
 async def test_handing_back_frees_the_share(pool: ConcurrencyPool) -> None:
     assert await renew(pool, "a", 10) == 10
     assert await renew(pool, "a", 0, busy=0) == 0

@@ -46,14 +46,16 @@ class Grant:
     expires_at: float
 
 
-def decide_grant(holders: dict[str, Grant], holder: str, want: int, busy: int, limit: int) -> int:
-    """The grant for ``holder`` given the other live holders (the rule both pools apply)."""
+def decide_grant(holders: dict[str, Grant], holder: str, want: int, limit: int) -> int:
+    """The grant for ``holder`` given the other live holders (the rule both pools apply).
+    An even share is at least one call, so that more holders than the limit still leaves
+    the limit in use (some of them then wait their turn)."""
     others = [grant for name, grant in holders.items() if name != holder]
     free = limit - sum(grant.count for grant in others)
     grant = max(0, min(want, free))
     if any(other.want > other.count for other in others):
         contenders = sum(1 for other in others if other.want > 0) + (1 if want > 0 else 0)
-        grant = min(grant, limit // max(contenders, 1))
+        grant = min(grant, max(1, limit // max(contenders, 1)))
     return grant
 
 
@@ -71,7 +73,7 @@ class MemoryConcurrencyPool:
         holders = self._pools.setdefault(pool, {})
         for name in [name for name, grant in holders.items() if grant.expires_at <= now]:
             del holders[name]
-        grant = decide_grant(holders, holder, want, busy, limit)
+        grant = decide_grant(holders, holder, want, limit)
         if want == 0 and busy == 0:
             holders.pop(holder, None)
         else:

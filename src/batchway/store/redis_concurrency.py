@@ -39,7 +39,7 @@ end
 local grant = math.max(0, math.min(want, limit - held))
 if starving then
   if want > 0 then contenders = contenders + 1 end
-  grant = math.min(grant, math.floor(limit / math.max(contenders, 1)))
+  grant = math.min(grant, math.max(1, math.floor(limit / math.max(contenders, 1))))
 end
 if want == 0 and busy == 0 then
   redis.call('HDEL', KEYS[1], holder)
