@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from batchway.core.models import RequestCounts, Usage
 from batchway.core.states import BatchStatus, ItemState
@@ -18,6 +19,8 @@ __all__ = [
     "LineView",
     "counts_from_states",
     "figures_from_groups",
+    "figures_of_row",
+    "line_view",
     "ended_lines",
     "figures_changes",
 ]
@@ -204,3 +207,60 @@ def figures_from_groups(groups: Iterable[LineGroup]) -> dict[str, BatchFigures]:
         )
         for batch_id, by_state in states.items()
     }
+
+
+def figures_of_row(row: Any) -> BatchFigures | None:
+    """A batch's figures from its row's figure columns (``status``, ``total``, a count per
+    ended state, tokens, ``cost_usd``, ``models``, ``providers``); None when the row cannot
+    say (the batch is still storing its lines, or has none): its lines are added up instead.
+    The SQL store and the memory fake read their rows with this one rule."""
+    status = BatchStatus(row.status)
+    if status is BatchStatus.VALIDATING:
+        return None
+    has_lines = row.models is not None and row.total > 0 if status.terminal else bool(row.models)
+    if not has_lines or row.models is None:
+        return None
+    ended = row.succeeded + row.failed + row.cancelled + row.expired
+    return BatchFigures(
+        counts=RequestCounts(
+            total=row.total,
+            processing=0 if status.terminal else row.total - ended,
+            succeeded=row.succeeded,
+            failed=row.failed,
+            cancelled=row.cancelled,
+            expired=row.expired,
+        ),
+        usage=Usage(
+            input_tokens=row.input_tokens,
+            cached_tokens=row.cached_tokens,
+            output_tokens=row.output_tokens,
+            reasoning_tokens=row.reasoning_tokens,
+        ),
+        cost_usd=row.cost_usd,
+        models=tuple(row.models),
+        providers=tuple(row.providers or ()),
+    )
+
+
+def line_view(row: Any) -> LineView:
+    """A line as the console shows it, from a row with the line's columns."""
+    return LineView(
+        id=str(row.id),
+        line=row.line,
+        custom_id=row.custom_id,
+        model=row.model,
+        provider=row.provider,
+        state=ItemState(row.state),
+        attempts=row.attempts,
+        status_code=row.status_code,
+        error_code=row.error_code,
+        error_message=row.error_message,
+        usage=Usage(
+            input_tokens=row.input_tokens,
+            cached_tokens=row.cached_tokens,
+            output_tokens=row.output_tokens,
+            reasoning_tokens=row.reasoning_tokens,
+        ),
+        cost_usd=row.cost_usd,
+        finished_at=row.finished_at,
+    )

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import case, func, null, select, update
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchway.core.listings import (
@@ -23,8 +22,8 @@ from batchway.core.listings import (
     LineGroup,
     figures_from_groups,
 )
-from batchway.core.models import RequestCounts, Usage
-from batchway.core.states import BatchStatus, ItemState
+from batchway.core.models import Usage
+from batchway.core.states import ItemState
 from batchway.store._sql_base import driver_marks
 from batchway.store.tables import batch_items, batches
 
@@ -33,7 +32,6 @@ __all__ = [
     "add_figures",
     "add_models",
     "clear_figures",
-    "figures_of_row",
     "kept_figures",
     "line_figures",
 ]
@@ -49,7 +47,7 @@ _ADDED = (
     "reasoning_tokens",
     "cost_usd",
 )
-# the columns ``figures_of_row`` reads
+# the columns ``core.listings.figures_of_row`` reads
 FIGURE_COLUMNS = (
     batches.c.id,
     batches.c.status,
@@ -113,37 +111,6 @@ async def clear_figures(conn: AsyncConnection, batch_id: str) -> None:
         update(batches)
         .where(batches.c.id == batch_id)
         .values({**dict.fromkeys(_ADDED, 0), "models": null(), "providers": null()})
-    )
-
-
-def figures_of_row(row: Row[Any]) -> BatchFigures | None:
-    """A batch's figures from its row (``FIGURE_COLUMNS``); None when the row cannot say
-    (the batch is still storing its lines, or has none): its lines are added up instead."""
-    status = BatchStatus(row.status)
-    if status is BatchStatus.VALIDATING:
-        return None
-    has_lines = row.models is not None and row.total > 0 if status.terminal else bool(row.models)
-    if not has_lines:
-        return None
-    ended = row.succeeded + row.failed + row.cancelled + row.expired
-    return BatchFigures(
-        counts=RequestCounts(
-            total=row.total,
-            processing=0 if status.terminal else row.total - ended,
-            succeeded=row.succeeded,
-            failed=row.failed,
-            cancelled=row.cancelled,
-            expired=row.expired,
-        ),
-        usage=Usage(
-            input_tokens=row.input_tokens,
-            cached_tokens=row.cached_tokens,
-            output_tokens=row.output_tokens,
-            reasoning_tokens=row.reasoning_tokens,
-        ),
-        cost_usd=row.cost_usd,
-        models=tuple(row.models),
-        providers=tuple(row.providers or ()),
     )
 
 

@@ -31,6 +31,8 @@ from batchway.core.listings import (
     counts_from_states,
     ended_lines,
     figures_changes,
+    figures_of_row,
+    line_view,
 )
 from batchway.core.models import (
     BatchItem,
@@ -49,7 +51,6 @@ from batchway.store.figures import (
     add_figures,
     add_models,
     clear_figures,
-    figures_of_row,
     line_figures,
 )
 from batchway.store.tables import batch_items, batches, upstream_batches
@@ -199,29 +200,6 @@ _VIEW_COLUMNS = (
     batch_items.c.cost_usd,
     batch_items.c.finished_at,
 )
-
-
-def _line_view(row: Any) -> LineView:
-    return LineView(
-        id=str(row.id),
-        line=row.line,
-        custom_id=row.custom_id,
-        model=row.model,
-        provider=row.provider,
-        state=ItemState(row.state),
-        attempts=row.attempts,
-        status_code=row.status_code,
-        error_code=row.error_code,
-        error_message=row.error_message,
-        usage=Usage(
-            input_tokens=row.input_tokens,
-            cached_tokens=row.cached_tokens,
-            output_tokens=row.output_tokens,
-            reasoning_tokens=row.reasoning_tokens,
-        ),
-        cost_usd=row.cost_usd,
-        finished_at=row.finished_at,
-    )
 
 
 def _chunks(values: list[int], size: int) -> Iterable[list[int]]:
@@ -734,7 +712,7 @@ class SqlItemStatements(SqlBase):
             query = query.where(t.custom_id == filters.custom_id)
         async with self._read() as conn:
             rows = (await conn.execute(query.order_by(t.line).limit(limit + 1))).all()
-        return Page(items=[_line_view(r) for r in rows[:limit]], has_more=len(rows) > limit)
+        return Page(items=[line_view(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def settle_unfinished(self, batch_id: str, state: ItemState, now: float) -> None:
         """Lines of an ending batch that never started end as ``state`` (cancelled/expired)."""

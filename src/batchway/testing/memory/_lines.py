@@ -16,6 +16,8 @@ from batchway.core.listings import (
     ended_lines,
     figures_changes,
     figures_from_groups,
+    figures_of_row,
+    line_view,
 )
 from batchway.core.models import (
     BatchItem,
@@ -48,29 +50,6 @@ _RUNNING = (
 )
 
 
-def _line_view(row: LineRow) -> LineView:
-    return LineView(
-        id=str(row.id),
-        line=row.line,
-        custom_id=row.custom_id,
-        model=row.model,
-        provider=row.provider,
-        state=ItemState(row.state),
-        attempts=row.attempts,
-        status_code=row.status_code,
-        error_code=row.error_code,
-        error_message=row.error_message,
-        usage=Usage(
-            input_tokens=row.input_tokens,
-            cached_tokens=row.cached_tokens,
-            output_tokens=row.output_tokens,
-            reasoning_tokens=row.reasoning_tokens,
-        ),
-        cost_usd=row.cost_usd,
-        finished_at=row.finished_at,
-    )
-
-
 def by_state(rows: Iterable[LineRow]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for row in rows:
@@ -97,36 +76,6 @@ def _outcome_values(record: LineRecord, now: float) -> dict[str, object]:
         "lease_owner": None,
         "lease_expires_at": None,
     }
-
-
-def _row_figures(row: BatchRow) -> BatchFigures | None:
-    """A batch's figures from its row, as ``store.figures.figures_of_row`` reads them."""
-    status = BatchStatus(row.status)
-    if status is BatchStatus.VALIDATING:
-        return None
-    has_lines = row.models is not None and row.total > 0 if status.terminal else bool(row.models)
-    if not has_lines or row.models is None:
-        return None
-    ended = row.succeeded + row.failed + row.cancelled + row.expired
-    return BatchFigures(
-        counts=RequestCounts(
-            total=row.total,
-            processing=0 if status.terminal else row.total - ended,
-            succeeded=row.succeeded,
-            failed=row.failed,
-            cancelled=row.cancelled,
-            expired=row.expired,
-        ),
-        usage=Usage(
-            input_tokens=row.input_tokens,
-            cached_tokens=row.cached_tokens,
-            output_tokens=row.output_tokens,
-            reasoning_tokens=row.reasoning_tokens,
-        ),
-        cost_usd=row.cost_usd,
-        models=tuple(row.models),
-        providers=tuple(row.providers or ()),
-    )
 
 
 class MemoryLineStatements:
@@ -425,7 +374,7 @@ class MemoryLineStatements:
         kept = {}
         for batch_id in batch_ids:
             row = self.tables.batches.get(batch_id)
-            figures = _row_figures(row) if row is not None else None
+            figures = figures_of_row(row) if row is not None else None
             if figures is not None:
                 kept[batch_id] = figures
         return {**kept, **self._line_figures([b for b in batch_ids if b not in kept])}
@@ -484,7 +433,7 @@ class MemoryLineStatements:
             ),
             key=lambda r: r.line,
         )
-        return Page(items=[_line_view(r) for r in rows[:limit]], has_more=len(rows) > limit)
+        return Page(items=[line_view(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def settle_unfinished(self, batch_id: str, state: ItemState, now: float) -> None:
         """Lines of an ending batch that never started end as ``state`` (cancelled/expired)."""
