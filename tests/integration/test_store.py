@@ -7,6 +7,7 @@ store and on the in-memory one alike; the tests here read the tables themselves.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from types import SimpleNamespace
@@ -169,3 +170,40 @@ async def test_a_native_claim_names_its_upstream_batch(store: SqlStore) -> None:
     (item,) = await store.claim_items("native:up_1", "native", 10, NOW, 30, execute=False)
     (row,) = await item_rows(store, batch.id)
     assert (row.upstream_batch_id, row.execute_only, str(row.id)) == ("up_1", False, item.id)
+
+
+async def test_a_write_cancelled_mid_statement_leaves_the_database_writable(
+    store: SqlStore,
+) -> None:
+    """A worker stopped while its statement runs: the statement's transaction is rolled
+    back and its connection goes back clean. (SQLite used to keep that connection's write
+    lock until garbage collection, so every later write waited and failed "locked".)"""
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) "
+        "SELECT count(*) FROM c"
+        if store.is_sqlite
+        else "SELECT pg_sleep(0.5)"
+    )
+    batch_id = await make_batch(store, 1)
+
+    async def write_slowly() -> None:
+        async with store._write() as conn:
+            await conn.execute(
+                batch_items.update().where(batch_items.c.batch_id == batch_id).values(attempts=7)
+            )
+            await conn.exec_driver_sql(slow)
+
+    task = asyncio.ensure_future(write_slowly())
+    await asyncio.sleep(0.1)  # into the slow statement
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async def next_write() -> None:
+        async with store._write() as conn:
+            await conn.execute(
+                batch_items.update().where(batch_items.c.batch_id == batch_id).values(attempts=1)
+            )
+
+    await asyncio.wait_for(next_write(), timeout=10)
+    assert [row.attempts for row in await item_rows(store, batch_id)] == [1]

@@ -56,6 +56,16 @@ def create_engine(url: str, pool: DatabasePoolConfig | None = None) -> AsyncEngi
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # A task cancelled while its statement runs: SQLAlchemy would throw the connection
+        # away unclosed (its statement still open), and SQLite keeps that connection's
+        # write lock until it is garbage-collected: every other writer waits, then fails.
+        # The driver runs one statement at a time in order, so the statement finishes and
+        # the cursor closes and the rollback runs after it, on a connection still good.
+        if isinstance(context.original_exception, asyncio.CancelledError):
+            context.is_disconnect = False
+
     return engine
 
 
