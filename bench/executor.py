@@ -13,6 +13,8 @@ for each concurrency C and each round, these arms on the same N chat-completion 
   ``AsyncOpenAI(max_retries=0).chat.completions.create(...)`` (the SDK's default transport);
 - ``openai-aiohttp``: the same loop on the SDK's aiohttp transport (``DefaultAioHttpClient``),
   the fastest hand-written loop the SDK offers;
+- ``aiohttp``: no SDK at all: C tasks posting the JSON body with one ``aiohttp.ClientSession``
+  and reading the answer with ``orjson`` — the floor for a Python client on this machine;
 - ``gateway``: the gateway opened in-process (``open_gateway``) on a fresh database, the N
   lines uploaded as a JSONL file and created as a batch, then ``await gateway.worker.drain()``
   timed: validation + execution + finalization. The provider has ``max_concurrency`` C.
@@ -36,7 +38,7 @@ PostgreSQL), including the commit measured and whether ``src/`` had uncommitted 
 Usage::
 
     .venv/bin/python bench/executor.py [--lines N] [--concurrency 4,64]
-        [--database sqlite|postgresql] [--rounds 2] [--arms openai,openai-aiohttp,gateway]
+        [--database sqlite|postgresql] [--rounds 2] [--arms aiohttp,openai,openai-aiohttp,gateway]
         [--profile] [--output PATH]
 """
 
@@ -94,8 +96,7 @@ MIN_ARM_TIMEOUT_S = 120.0
 MIN_LINES_PER_S_FOR_TIMEOUT = 20  # an arm slower than this is aborted (bounded runtime)
 UPLOAD_CHUNK = 256 * 1024
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ARMS = ("openai", "openai-aiohttp", "gateway")
-BASELINE = "openai"
+ARMS = ("aiohttp", "openai", "openai-aiohttp", "gateway")
 
 
 # --------------------------------------------------------------------------- upstream
@@ -416,6 +417,47 @@ async def measure_openai(
     return result_of(round_no, arm, database, concurrency, lines, window)
 
 
+# --------------------------------------------------------------------------- aiohttp arm
+
+
+async def aiohttp_worker(session: aiohttp.ClientSession, url: str, indices: Iterator[int]) -> int:
+    """Post requests until the shared iterator runs out; returns how many answered right."""
+    ok = 0
+    for i in indices:
+        async with session.post(
+            url,
+            data=orjson.dumps(request_body(i)),
+            headers={"content-type": "application/json", "authorization": "Bearer x"},
+        ) as response:
+            answer = orjson.loads(await response.read())
+        if answer["choices"][0]["message"]["content"] == f"echo: {prompt(i)}":
+            ok += 1
+    return ok
+
+
+async def aiohttp_loop(session: aiohttp.ClientSession, url: str, lines: int, c: int) -> int:
+    indices = iter(range(lines))
+    workers = [aiohttp_worker(session, url, indices) for _ in range(c)]
+    done = await asyncio.wait_for(asyncio.gather(*workers), arm_timeout(lines))
+    return sum(done)
+
+
+async def measure_aiohttp(
+    upstream: Upstream, lines: int, concurrency: int, round_no: int, database: str
+) -> RunResult:
+    url = f"{upstream.base_url}/chat/completions"
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await aiohttp_loop(session, url, warmup_lines(concurrency), concurrency)
+        gc.collect()
+        with timed(upstream) as window:
+            ok = await aiohttp_loop(session, url, lines, concurrency)
+    if ok != lines:
+        raise RuntimeError(f"aiohttp: only {ok} of {lines} requests answered as expected")
+    return result_of(round_no, "aiohttp", database, concurrency, lines, window)
+
+
 def warmup_lines(concurrency: int) -> int:
     return max(50, 2 * concurrency)
 
@@ -583,6 +625,10 @@ def run_arm(
     if arm == "gateway":
         return run_in_uvloop(
             lambda: measure_gateway(upstream, args.lines, concurrency, round_no, args.database)
+        )
+    if arm == "aiohttp":
+        return run_in_uvloop(
+            lambda: measure_aiohttp(upstream, args.lines, concurrency, round_no, args.database)
         )
     return run_in_uvloop(
         lambda: measure_openai(arm, upstream, args.lines, concurrency, round_no, args.database)

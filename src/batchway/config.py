@@ -161,7 +161,11 @@ class WorkerConfig(_Frozen):
     max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_base_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
+    # an idle worker looks for work after idle_poll_seconds, then twice as long after each
+    # look that found none, up to idle_poll_max_seconds (or idle_poll_seconds if larger);
+    # wake-ups (a batch created here, a PostgreSQL NOTIFY) end a wait at once
     idle_poll_seconds: float = Field(default=0.25, gt=0)
+    idle_poll_max_seconds: float = Field(default=5.0, gt=0)
     # results are written as soon as their calls return (one transaction takes every result
     # that arrived meanwhile); a positive interval waits that long to gather more per write
     flush_interval_seconds: float = Field(default=0.0, ge=0)

@@ -101,9 +101,9 @@ class NativeBatches:
                 )
         return moved
 
-    async def next_due_in(self) -> float:
+    async def next_due_in(self, wait: float) -> float:
+        """How long to sleep: ``wait``, or until the next upstream batch is due if sooner."""
         due = await self._upstream.next_due()
-        wait = self._settings.idle_poll_seconds
         if due is not None:
             wait = min(wait, max(0.0, due - clock.now_float()))
         return max(wait, 0.005)

@@ -52,6 +52,7 @@ from batchway.core.wakeups import LocalWakeups
 from batchway.dialects.openai.results import output_line
 from batchway.providers.registry import ProviderRegistry
 from batchway.worker.executor import Executor
+from batchway.worker.idle import IdleWait
 from batchway.worker.native import NativeBatches
 from batchway.worker.recorder import ResultRecorder
 
@@ -127,8 +128,9 @@ class _Lane:
     runners never wait for a claim and a claim takes many lines in one statement.
     """
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, idle: IdleWait) -> None:
         self.provider = provider
+        self.idle = idle
         self.size = provider.max_concurrency
         self.prefetch = max(2 * self.size, _MIN_PREFETCH)
         self.queue: asyncio.Queue[BatchItem] = asyncio.Queue()
@@ -186,7 +188,9 @@ class Worker:
                 max_seconds=self._settings.backoff_max_seconds,
             ),
         )
-        self._lanes = {p.name: _Lane(p) for p in providers}
+        self._lanes = {p.name: _Lane(p, self._idle_wait()) for p in providers}
+        self._housekeeping_idle = self._idle_wait()
+        self._native_idle = self._idle_wait()
         if concurrency is not None:
             for name, lane in self._lanes.items():
                 share = config.providers[name].interactive_share if name in config.providers else 0
@@ -365,8 +369,9 @@ class Worker:
             return
         for item in items:
             lane.queue.put_nowait(item)
+        wait = lane.idle.after(found_work=bool(items))
         if not items:
-            await _wait(lane.wake, await self._idle_wait())
+            await _wait(lane.wake, await self._until_retry_due(wait))
 
     async def _note_stopped_batches(self, lane: _Lane) -> None:
         """Learn which waiting lines belong to batches that were cancelled or expired since
@@ -375,9 +380,12 @@ class Worker:
         if waiting:
             self._stopped.update(await self._store.stopped_batches(waiting))
 
-    async def _idle_wait(self) -> float:
-        """How long a feeder with nothing to run may sleep: until the next retry is due."""
-        wait = self._settings.idle_poll_seconds
+    def _idle_wait(self) -> IdleWait:
+        return IdleWait(self._settings.idle_poll_seconds, self._settings.idle_poll_max_seconds)
+
+    async def _until_retry_due(self, wait: float) -> float:
+        """How long a feeder with nothing to run may sleep: ``wait``, or until the next
+        retry is due if sooner."""
         now = clock.now_float()
         due = await self._store.next_retry_at(now)
         if due is not None:
@@ -480,11 +488,10 @@ class Worker:
                 log.exception("native batch step failed", extra={"action": "native_error"})
                 moved = False
             self._progress.set()
+            wait = self._native_idle.after(found_work=moved)
             if not moved:
-                try:
-                    wait = await self._native.next_due_in()
-                except Exception:
-                    wait = self._settings.idle_poll_seconds
+                with contextlib.suppress(Exception):  # unreadable now: the idle wait it is
+                    wait = await self._native.next_due_in(wait)
                 await _wait(self._native_wake, wait)
 
     async def _heartbeat(self) -> None:
@@ -530,8 +537,9 @@ class Worker:
                 continue
             failures = 0
             self._progress.set()
+            wait = self._housekeeping_idle.after(found_work=did_work)
             if not did_work:
-                await _wait(self._housekeeping, self._settings.idle_poll_seconds)
+                await _wait(self._housekeeping, wait)
 
     async def _housekeep(self) -> bool:
         """Start a step for each batch that needs one (several run at once, so one long
