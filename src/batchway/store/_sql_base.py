@@ -7,6 +7,7 @@ nothing special. A value the database refuses (such as a NUL character) is bad i
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from batchway.config import DatabasePoolConfig
 from batchway.errors import InvalidRequest
+from batchway.store.plans import WritePlan, run_in_sqlite, run_on
 
 __all__ = ["SqlBase", "create_engine", "driver_marks"]
 
@@ -161,6 +163,7 @@ class SqlBase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.paramstyle: str = engine.dialect.paramstyle
         self._write_lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -187,6 +190,22 @@ class SqlBase:
                 conn = await conn.execution_options(sqlite_immediate=True)
                 async with _transaction(conn):
                     yield conn
+
+    async def _write_plan(self, plan: WritePlan[_T]) -> _T:
+        """Run a write transaction given as a plan (see `batchway.store.plans`). On SQLite
+        the whole transaction runs in the driver's thread, in one hand-off."""
+        if not self.is_sqlite:
+            async with self._write() as conn:
+                return await run_on(conn, plan)
+        async with self._write_lock, self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection  # an aiosqlite connection: one thread, in order
+            # to its end even when the caller is cancelled: the write lock is held until
+            # the transaction has committed or rolled back in that thread
+            try:
+                return await _to_the_end(driver._execute(run_in_sqlite, driver._conn, plan))  # type: ignore[union-attr]
+            except sqlite3.Error as exc:  # as SQLAlchemy raises it everywhere else
+                raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:

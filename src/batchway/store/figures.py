@@ -25,11 +25,13 @@ from batchway.core.listings import (
 from batchway.core.models import Usage
 from batchway.core.states import ItemState
 from batchway.store._sql_base import driver_marks
+from batchway.store.plans import Many, run_many
 from batchway.store.tables import batch_items, batches
 
 __all__ = [
     "FIGURE_COLUMNS",
     "add_figures",
+    "figures_step",
     "add_models",
     "clear_figures",
     "kept_figures",
@@ -65,18 +67,22 @@ def _add_sql(paramstyle: str) -> str:
     return f"UPDATE batches SET {sets} WHERE id = {marks[-1]}"
 
 
-async def add_figures(conn: AsyncConnection, changes: Mapping[str, FiguresChange]) -> None:
+def figures_step(paramstyle: str, changes: Mapping[str, FiguresChange]) -> Many:
     """Add ``changes`` to their batches' figures, in id order (so that two writers lock the
     same rows in the same order). Straight to the driver: this runs in every transaction
     that records lines."""
-    if changes:
-        await conn.exec_driver_sql(
-            _add_sql(conn.dialect.paramstyle),
-            [
-                (*(getattr(change, name) for name in _ADDED), batch_id)
-                for batch_id, change in sorted(changes.items())
-            ],
-        )
+    return Many(
+        _add_sql(paramstyle),
+        [
+            (*(getattr(change, name) for name in _ADDED), batch_id)
+            for batch_id, change in sorted(changes.items())
+        ],
+    )
+
+
+async def add_figures(conn: AsyncConnection, changes: Mapping[str, FiguresChange]) -> None:
+    """`figures_step`, run on ``conn``."""
+    await run_many(conn, figures_step(conn.dialect.paramstyle, changes))
 
 
 async def add_models(

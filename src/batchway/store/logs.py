@@ -16,7 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from batchway.core.analytics import LogFilter, UsageQuery, UsageReport, hourly_totals
 from batchway.core.models import Page, RequestLog, Usage
 from batchway.store.sql import SqlStore
-from batchway.store.sql_items import insert_logs
+from batchway.store.sql_items import logs_plan
 from batchway.store.tables import request_logs
 from batchway.store.usage import add_usage, drop_empty_hours, usage_rows
 
@@ -177,8 +177,7 @@ class SqlRequestLogs:
         """Store ``logs`` in one statement (their ``id`` is ignored: the database assigns it)."""
         if not logs:
             return
-        async with self._store._write() as conn:
-            await insert_logs(conn, logs)
+        await self._store._write_plan(logs_plan(self._store.paramstyle, logs))
 
     async def query(
         self,

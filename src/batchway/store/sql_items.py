@@ -10,8 +10,8 @@ import functools
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import (
-    bindparam,
     case,
     delete,
     func,
@@ -51,12 +51,14 @@ from batchway.store.figures import (
     add_figures,
     add_models,
     clear_figures,
+    figures_step,
     line_figures,
 )
+from batchway.store.plans import Many, Rows, WritePlan
 from batchway.store.tables import batch_items, batches, upstream_batches
-from batchway.store.usage import add_usage
+from batchway.store.usage import usage_step
 
-__all__ = ["SqlItemStatements", "insert_logs", "settle_pending"]
+__all__ = ["SqlItemStatements", "logs_plan", "settle_pending"]
 
 _ACTIVE = (ItemState.PENDING.value, ItemState.LEASED.value)
 _PAGE = 1000
@@ -122,64 +124,100 @@ def _log_insert(paramstyle: str) -> str:
     return f"INSERT INTO request_logs ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join(marks)})"
 
 
-async def insert_logs(conn: AsyncConnection, logs: Sequence[RequestLog]) -> None:
+def logs_plan(paramstyle: str, logs: Sequence[RequestLog]) -> WritePlan[None]:
     """Store request logs in one statement, and add them to their hours' usage. Straight to
     the driver: logs are written for every call the gateway makes, and this costs a third
     of the CPU of a Core insert."""
     if logs:
-        sql = _log_insert(conn.dialect.paramstyle)
-        await conn.exec_driver_sql(sql, [_log_values(log) for log in logs])
-        await add_usage(conn, hourly_totals(logs))
+        yield Many(_log_insert(paramstyle), [_log_values(log) for log in logs])
+        yield usage_step(paramstyle, hourly_totals(logs))
 
 
-def _outcome_row(record: LineRecord, worker: str, now: float) -> dict[str, Any]:
-    o = record.outcome
-    return {
-        "_id": int(o.item_id),
-        "_worker": worker,
-        "_leased": ItemState.LEASED.value,
-        "state": o.state.value,
-        "status_code": o.status_code,
-        "response": o.response,
-        "request_id": o.request_id,
-        "error_code": o.error_code,
-        "error_message": o.error_message,
-        "not_before": o.not_before or 0.0,
-        "input_tokens": o.usage.input_tokens,
-        "cached_tokens": o.usage.cached_tokens,
-        "output_tokens": o.usage.output_tokens,
-        "reasoning_tokens": o.usage.reasoning_tokens,
-        "cost_usd": record.cost_usd,
-        "finished_at": None if o.state is ItemState.PENDING else now,
-    }
-
-
-# written only while the worker still holds the line (its lease may have been taken back)
-_RECORD_OUTCOME = (
-    update(batch_items)
-    .where(
-        batch_items.c.id == bindparam("_id"),
-        batch_items.c.lease_owner == bindparam("_worker"),
-        batch_items.c.state == bindparam("_leased"),
-    )
-    .values(
-        state=bindparam("state"),
-        status_code=bindparam("status_code"),
-        response=bindparam("response"),
-        request_id=bindparam("request_id"),
-        error_code=bindparam("error_code"),
-        error_message=bindparam("error_message"),
-        not_before=bindparam("not_before"),
-        input_tokens=bindparam("input_tokens"),
-        cached_tokens=bindparam("cached_tokens"),
-        output_tokens=bindparam("output_tokens"),
-        reasoning_tokens=bindparam("reasoning_tokens"),
-        cost_usd=bindparam("cost_usd"),
-        finished_at=bindparam("finished_at"),
-        lease_owner=None,
-        lease_expires_at=None,
-    )
+_OUTCOME_COLUMNS = (
+    "state",
+    "status_code",
+    "response",
+    "request_id",
+    "error_code",
+    "error_message",
+    "not_before",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "finished_at",
 )
+
+
+@functools.cache
+def _record_sql(paramstyle: str) -> str:
+    """Write a line's outcome, only while the worker still holds it (its lease may have
+    been taken back)."""
+    marks = driver_marks(paramstyle, len(_OUTCOME_COLUMNS) + 3)
+    sets = ", ".join(f"{c} = {m}" for c, m in zip(_OUTCOME_COLUMNS, marks, strict=False))
+    id_, worker, leased = marks[-3:]
+    return (
+        f"UPDATE batch_items SET {sets}, lease_owner = NULL, lease_expires_at = NULL"
+        f" WHERE id = {id_} AND lease_owner = {worker} AND state = {leased}"
+    )
+
+
+def _outcome_values(record: LineRecord, worker: str, now: float) -> tuple[Any, ...]:
+    o = record.outcome
+    return (
+        o.state.value,
+        o.status_code,
+        o.response,
+        o.request_id,
+        o.error_code,
+        o.error_message,
+        o.not_before or 0.0,
+        o.usage.input_tokens,
+        o.usage.cached_tokens,
+        o.usage.output_tokens,
+        o.usage.reasoning_tokens,
+        record.cost_usd,
+        None if o.state is ItemState.PENDING else now,
+        record.item_id,
+        worker,
+        ItemState.LEASED.value,
+    )
+
+
+@functools.cache
+def _held_sql(paramstyle: str) -> str:
+    """The lines of a list of ids a worker still holds, with their batch and cost, locked
+    until the transaction ends. The ids are one parameter: an array on PostgreSQL, a JSON
+    array on SQLite (so the statement is the same for any number of them)."""
+    owner, state, ids = driver_marks(paramstyle, 3)
+    select_held = "SELECT id, batch_id, cost_usd FROM batch_items WHERE lease_owner = "
+    if paramstyle == "qmark":
+        return (
+            f"{select_held}{owner} AND state = {state}"
+            f" AND id IN (SELECT value FROM json_each({ids}))"
+        )
+    return f"{select_held}{owner} AND state = {state} AND id = ANY({ids}) FOR UPDATE"
+
+
+def _ids_param(paramstyle: str, ids: list[int]) -> Any:
+    return orjson.dumps(ids).decode() if paramstyle == "qmark" else ids
+
+
+def _record_plan(
+    paramstyle: str, worker: str, records: Sequence[LineRecord], now: float
+) -> WritePlan[list[LineRecord]]:
+    ids = [r.item_id for r in records]
+    rows = yield Rows(
+        _held_sql(paramstyle), (worker, ItemState.LEASED.value, _ids_param(paramstyle, ids))
+    )
+    held = {row[0]: (row[1], row[2]) for row in rows}
+    written = [r for r in records if r.item_id in held]
+    if written:
+        yield Many(_record_sql(paramstyle), [_outcome_values(r, worker, now) for r in written])
+        yield from logs_plan(paramstyle, [r.log for r in written if r.log is not None])
+        yield figures_step(paramstyle, _recorded(written, held))
+    return written
 
 
 _VIEW_COLUMNS = (
@@ -500,28 +538,7 @@ class SqlItemStatements(SqlBase):
         """
         if not records:
             return []
-        async with self._write() as conn:
-            held = await self._held_lines(conn, worker, [r.item_id for r in records])
-            written = [r for r in records if r.item_id in held]
-            if written:
-                await conn.execute(_RECORD_OUTCOME, [_outcome_row(r, worker, now) for r in written])
-                await insert_logs(conn, [r.log for r in written if r.log is not None])
-                await add_figures(conn, _recorded(written, held))
-        return written
-
-    async def _held_lines(
-        self, conn: AsyncConnection, worker: str, ids: list[int]
-    ) -> dict[int, tuple[str, float]]:
-        """The lines of ``ids`` this worker still holds, with their batch and cost, locked
-        until the transaction ends."""
-        query = select(batch_items.c.id, batch_items.c.batch_id, batch_items.c.cost_usd).where(
-            batch_items.c.id.in_(ids),
-            batch_items.c.lease_owner == worker,
-            batch_items.c.state == ItemState.LEASED.value,
-        )
-        if not self.is_sqlite:
-            query = query.with_for_update()
-        return {row.id: (row.batch_id, row.cost_usd) for row in await conn.execute(query)}
+        return await self._write_plan(_record_plan(self.paramstyle, worker, records, now))
 
     async def leased_items(
         self, worker: str, item_ids: Sequence[str], *, bodies: bool

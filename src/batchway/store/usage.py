@@ -40,9 +40,10 @@ from batchway.core.analytics import (
 )
 from batchway.core.models import RequestKind
 from batchway.store._sql_base import driver_marks
+from batchway.store.plans import Many, run_many
 from batchway.store.tables import request_logs, usage_hourly
 
-__all__ = ["add_usage", "drop_empty_hours", "usage_rows"]
+__all__ = ["add_usage", "drop_empty_hours", "usage_rows", "usage_step"]
 
 _SLOT = ("hour_ms", "key_id", "model", "provider", "kind")
 _KEY = ("hour_ms", "kind", "model", "provider", "key_id")  # the primary key's order
@@ -61,28 +62,32 @@ def _upsert(paramstyle: str) -> str:
     )
 
 
-async def add_usage(
-    conn: AsyncConnection, totals: Mapping[UsageSlot, UsageTotals], *, sign: int = 1
-) -> None:
+def usage_step(paramstyle: str, totals: Mapping[UsageSlot, UsageTotals], *, sign: int = 1) -> Many:
     """Add ``totals`` to their hours (``sign=-1``: take them away), in slot order, so that
     two writers lock the same rows in the same order. Straight to the driver: this runs
     with every request-log write."""
-    if totals:
-        await conn.exec_driver_sql(
-            _upsert(conn.dialect.paramstyle),
-            [
-                (
-                    *slot,
-                    sign * t.requests,
-                    sign * t.errors,
-                    sign * t.input_tokens,
-                    sign * t.cached_tokens,
-                    sign * t.output_tokens,
-                    sign * t.cost_usd,
-                )
-                for slot, t in sorted(totals.items())
-            ],
-        )
+    return Many(
+        _upsert(paramstyle),
+        [
+            (
+                *slot,
+                sign * t.requests,
+                sign * t.errors,
+                sign * t.input_tokens,
+                sign * t.cached_tokens,
+                sign * t.output_tokens,
+                sign * t.cost_usd,
+            )
+            for slot, t in sorted(totals.items())
+        ],
+    )
+
+
+async def add_usage(
+    conn: AsyncConnection, totals: Mapping[UsageSlot, UsageTotals], *, sign: int = 1
+) -> None:
+    """`usage_step`, run on ``conn``."""
+    await run_many(conn, usage_step(conn.dialect.paramstyle, totals, sign=sign))
 
 
 async def drop_empty_hours(conn: AsyncConnection, until_ms: int) -> None:
