@@ -296,6 +296,9 @@ class LogConfig(_Frozen):
     record_bodies: bool = False  # keep request and response bodies (prompts!) in the logs
     retention_days: float | None = Field(default=30.0, gt=0)  # None: keep forever
     flush_interval_seconds: float = Field(default=0.25, gt=0)
+    # the share of successful synchronous calls that get a log row (0: none; failures are
+    # always logged, batch lines always); every call still counts in usage, spend and budgets
+    sync_sample_rate: float = Field(default=1.0, ge=0, le=1)
 
 
 class ConsoleConfig(_Frozen):

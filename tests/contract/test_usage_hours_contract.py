@@ -154,3 +154,35 @@ async def test_recorded_lines_count_once_and_a_refused_write_not_at_all(
     assert await logs.usage(UsageQuery(interval="hour")) == before
     assert before.batch.requests == 2 and before.interactive.requests == 0
     await assert_usage_is_the_logs(logs)
+
+
+async def test_calls_without_a_row_count_in_whole_hours_and_spend(logs: RequestLogs) -> None:
+    calls = [c for c in many_logs(4, 200) if c.kind == "interactive"]
+    rows, counted = calls[::5], [c for n, c in enumerate(calls) if n % 5]
+
+    await logs.insert(rows, usage_only=counted)
+    await logs.insert([], usage_only=counted[:0])
+
+    assert len(await everything(logs)) == len(rows)
+    for query in (
+        UsageQuery(),
+        UsageQuery(interval="hour", group_by="key"),
+        UsageQuery(group_by="model", since_ms=T0 + DAY_MS, until_ms=T0 + 2 * DAY_MS),
+    ):
+        assert list((await logs.usage(query)).series) == expected(calls, query), query
+    for key in KEYS:
+        mine = [c for c in calls if c.key_id == key]
+        assert await logs.spent(key, None) == sum(c.cost_usd for c in mine)
+        since = T0 + DAY_MS
+        assert await logs.spent(key, since) == sum(
+            c.cost_usd for c in mine if c.created_at_ms >= since
+        )
+
+    cutoff = T0 + DAY_MS + 1_800_000
+    await logs.delete_older_than(cutoff)
+
+    left = [c for c in calls if c.created_at_ms // HOUR_MS * HOUR_MS >= cutoff - 1_800_000]
+    assert list((await logs.usage(UsageQuery(since_ms=cutoff + 1_800_000))).series) == expected(
+        left, UsageQuery(since_ms=cutoff + 1_800_000)
+    )
+    assert (await logs.usage(UsageQuery(until_ms=cutoff - 1_800_000))).overall.requests == 0

@@ -106,3 +106,36 @@ def test_errors(pgw: RunningGateway):
     )
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_with_sync_logs_off_no_row_is_written_but_usage_and_spend_count_exactly(make_gateway):
+    gw: RunningGateway = make_gateway(
+        logs={"sync_sample_rate": 0}, prices={"fake-ok": {"input": 2.0, "output": 8.0}}
+    )
+    admin = {"authorization": f"Bearer {gw.admin_key}"}
+    made = httpx.post(f"{gw.base_url}/admin/keys", json={"name": "quiet"}, headers=admin).json()
+    client = gw.client(made["key"])
+    usages = []
+    for n in range(7):
+        completion = client.chat.completions.create(
+            model="fake-ok", messages=[{"role": "user", "content": f"call {n} {unique()}"}]
+        )
+        assert completion.usage is not None
+        usages.append(completion.usage)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model="fake-400", messages=[{"role": "user", "content": "x"}]
+        )
+    gw.run(gw.gateway.accounting.flush())
+
+    logs = httpx.get(f"{gw.base_url}/admin/logs", params={"key": made["id"]}, headers=admin)
+    assert [row["status"] for row in logs.json()["data"]] == ["failed"]  # failures stay logged
+    usage = httpx.get(f"{gw.base_url}/admin/usage", params={"key": made["id"]}, headers=admin)
+    totals = usage.json()["totals"]["interactive"]
+    prompt = sum(u.prompt_tokens for u in usages)
+    completion_tokens = sum(u.completion_tokens for u in usages)
+    assert (totals["requests"], totals["errors"]) == (8, 1)
+    assert (totals["input_tokens"], totals["output_tokens"]) == (prompt, completion_tokens)
+    cost = (prompt * 2.0 + completion_tokens * 8.0) / 1_000_000
+    assert totals["cost_usd"] == pytest.approx(cost)
+    assert gw.run(gw.gateway.logs.spent(made["id"], None)) == pytest.approx(cost)

@@ -85,7 +85,9 @@ class Logs:
     def __init__(self) -> None:
         self.rows: list[RequestLog] = []
 
-    async def insert(self, logs: Sequence[RequestLog]) -> None:
+    async def insert(
+        self, logs: Sequence[RequestLog], *, usage_only: Sequence[RequestLog] = ()
+    ) -> None:
         self.rows.extend(logs)
 
     async def delete_older_than(self, cutoff_ms: int, *, chunk: int = 1000) -> int:

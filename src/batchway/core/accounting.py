@@ -2,7 +2,10 @@
 
 Batch lines are priced and logged by the store in the transaction that records them (so a
 line is billed exactly once, even across a crash). Synchronous requests are logged here:
-queued in memory and written in bulk by a background task, off the request path.
+queued in memory and written in bulk by a background task, off the request path. With
+``logs.sync_sample_rate`` below 1 only that share of successful synchronous calls keeps a
+log row; the others are still written to their hours' usage (which budgets read), and are
+counted in spend and metrics like the rest.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ class Accounting:
         self._sink = sink
         self._settings = settings
         self._queue: list[RequestLog] = []
+        self._unlogged: list[RequestLog] = []  # sampled out: counted in usage, no row
+        self._sample_rate = settings.sync_sample_rate
+        self._succeeded = 0  # successful synchronous calls seen, for the sampling
         self._failed_rounds = 0
         self._queued = asyncio.Event()
 
@@ -80,12 +86,23 @@ class Accounting:
                 entry.cost_usd,
             )
 
+    def keeps_row(self, entry: RequestLog) -> bool:
+        """Whether a synchronous call gets a log row: every failure, and of the successful
+        calls the sampled share, spread evenly (the n-th gets one when ``floor(n * rate)``
+        grows)."""
+        rate = self._sample_rate
+        if rate >= 1.0 or entry.status != "succeeded":
+            return True
+        self._succeeded += 1
+        return int(self._succeeded * rate) > int((self._succeeded - 1) * rate)
+
     def interactive(self, entry: RequestLog) -> None:
         """Log a synchronous request; it is written to the database shortly after."""
-        if len(self._queue) >= _MAX_QUEUED:
-            del self._queue[: len(self._queue) // 10]
+        queue = self._queue if self.keeps_row(entry) else self._unlogged
+        if len(queue) >= _MAX_QUEUED:
+            del queue[: len(queue) // 10]
             log.warning("request logs are piling up", extra={"action": "logs_dropped"})
-        self._queue.append(entry)
+        queue.append(entry)
         self._queued.set()
         self.budgets.add(entry.key_id, entry.cost_usd)
         self.logged((entry,))
@@ -94,11 +111,12 @@ class Accounting:
         """Write what is queued. If the write fails, each row is tried alone: a row the
         database refuses is dropped (logged), the others are written; if every row fails
         (the database is down) they stay queued for the next round."""
-        if not self._queue:
+        if not self._queue and not self._unlogged:
             return
         batch, self._queue = self._queue, []
+        counted, self._unlogged = self._unlogged, []
         try:
-            await self._sink.insert(batch)
+            await self._sink.insert(batch, usage_only=counted)
         except Exception:
             log.exception("cannot write request logs", extra={"action": "logs_failed"})
         else:
@@ -110,18 +128,25 @@ class Accounting:
                 await self._sink.insert([entry])
             except Exception:
                 kept.append(entry)
-        if len(kept) == len(batch):
+        counted_kept = counted
+        if counted:
+            with contextlib.suppress(Exception):
+                await self._sink.insert([], usage_only=counted)
+                counted_kept = []
+        if len(kept) == len(batch) and counted_kept is counted:  # nothing went in
             self._failed_rounds += 1
             if self._failed_rounds < _MAX_FAILED_ROUNDS:
                 self._queue = batch + self._queue
+                self._unlogged = counted + self._unlogged
                 raise RuntimeError("request logs could not be written; they stay queued")
             log.error(
                 "request logs could not be written for a long time; dropped",
-                extra={"action": "logs_dropped", "rows": len(batch)},
+                extra={"action": "logs_dropped", "rows": len(batch) + len(counted)},
             )
             self._failed_rounds = 0
             return
         self._failed_rounds = 0
+        self._unlogged = counted_kept + self._unlogged
         if kept:
             log.error(
                 "request logs the database refused were dropped",

@@ -415,8 +415,11 @@ class BlobStore(Protocol):
 class RequestLogs(Protocol):
     """The request log: one row per upstream call, read back for analytics and budgets."""
 
-    async def insert(self, logs: Sequence[RequestLog]) -> None:
-        """Store ``logs`` in one statement (their ``id`` is ignored: the database assigns it)."""
+    async def insert(
+        self, logs: Sequence[RequestLog], *, usage_only: Sequence[RequestLog] = ()
+    ) -> None:
+        """Store ``logs`` in one statement (their ``id`` is ignored: the database assigns it),
+        and add them and ``usage_only`` (calls that keep no log row) to their hours' usage."""
         ...
 
     async def query(

@@ -13,11 +13,17 @@ from sqlalchemy import Integer, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from batchway.core.analytics import LogFilter, UsageQuery, UsageReport, hourly_totals
+from batchway.core.analytics import (
+    LogFilter,
+    UsageQuery,
+    UsageReport,
+    hourly_totals,
+    whole_hours,
+)
 from batchway.core.models import Page, RequestLog, Usage
 from batchway.store.sql import SqlStore
 from batchway.store.sql_items import logs_plan
-from batchway.store.tables import request_logs
+from batchway.store.tables import request_logs, usage_hourly
 from batchway.store.usage import add_usage, drop_empty_hours, usage_rows
 
 __all__ = ["DELETE_CHUNK", "SqlRequestLogs"]
@@ -173,11 +179,14 @@ class SqlRequestLogs:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
 
-    async def insert(self, logs: Sequence[RequestLog]) -> None:
-        """Store ``logs`` in one statement (their ``id`` is ignored: the database assigns it)."""
-        if not logs:
+    async def insert(
+        self, logs: Sequence[RequestLog], *, usage_only: Sequence[RequestLog] = ()
+    ) -> None:
+        """Store ``logs`` in one statement (their ``id`` is ignored: the database assigns it),
+        and add them and ``usage_only`` (calls that keep no log row) to their hours' usage."""
+        if not logs and not usage_only:
             return
-        await self._store._write_plan(logs_plan(self._store.paramstyle, logs))
+        await self._store._write_plan(logs_plan(self._store.paramstyle, logs, usage_only))
 
     async def query(
         self,
@@ -244,13 +253,25 @@ class SqlRequestLogs:
             return UsageReport.of(query, await usage_rows(conn, query))
 
     async def spent(self, key_id: str, since_ms: int | None) -> float:
-        """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None."""
-        conditions = _matching(LogFilter(key_id=key_id, since_ms=since_ms))
+        """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None: its
+        whole hours' usage (which counts calls that keep no log row too), and the logs of the
+        part of an hour before them."""
+        hours, edges = whole_hours(since_ms, None)
+        first = hours[0] if hours is not None else None
+        u = usage_hourly.c
+        in_hours = select(func.sum(u.cost_usd)).where(
+            u.key_id == key_id, *([u.hour_ms >= first] if first is not None else [])
+        )
+        total = 0.0
         async with self._store._read() as conn:
-            value = (
-                await conn.execute(select(func.sum(request_logs.c.cost_usd)).where(*conditions))
-            ).scalar()
-        return float(value or 0.0)
+            total += float((await conn.execute(in_hours)).scalar() or 0.0)
+            for since, until in edges:
+                conditions = _matching(LogFilter(key_id=key_id, since_ms=since, until_ms=until))
+                value = (
+                    await conn.execute(select(func.sum(request_logs.c.cost_usd)).where(*conditions))
+                ).scalar()
+                total += float(value or 0.0)
+        return total
 
     async def delete_older_than(self, cutoff_ms: int, *, chunk: int = DELETE_CHUNK) -> int:
         """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction (taken

@@ -124,13 +124,16 @@ def _log_insert(paramstyle: str) -> str:
     return f"INSERT INTO request_logs ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join(marks)})"
 
 
-def logs_plan(paramstyle: str, logs: Sequence[RequestLog]) -> WritePlan[None]:
-    """Store request logs in one statement, and add them to their hours' usage. Straight to
-    the driver: logs are written for every call the gateway makes, and this costs a third
-    of the CPU of a Core insert."""
+def logs_plan(
+    paramstyle: str, logs: Sequence[RequestLog], usage_only: Sequence[RequestLog] = ()
+) -> WritePlan[None]:
+    """Store request logs in one statement, and add them (and ``usage_only``, calls that keep
+    no row) to their hours' usage. Straight to the driver: logs are written for every call
+    the gateway makes, and this costs a third of the CPU of a Core insert."""
     if logs:
         yield Many(_log_insert(paramstyle), [_log_values(log) for log in logs])
-        yield usage_step(paramstyle, hourly_totals(logs))
+    if logs or usage_only:
+        yield usage_step(paramstyle, hourly_totals([*logs, *usage_only]))
 
 
 _OUTCOME_COLUMNS = (

@@ -91,11 +91,12 @@ async def add_usage(
 
 
 async def drop_empty_hours(conn: AsyncConnection, until_ms: int) -> None:
-    """Forget the hours before ``until_ms`` whose logs are all gone."""
+    """Forget the hours before ``until_ms`` whose logs are all gone, and every hour that
+    ended by then (its calls that kept no log row go with its logs)."""
     await conn.execute(
         delete(usage_hourly).where(
             usage_hourly.c.hour_ms < until_ms // HOUR_MS * HOUR_MS + HOUR_MS,
-            usage_hourly.c.requests <= 0,
+            or_(usage_hourly.c.requests <= 0, usage_hourly.c.hour_ms <= until_ms - HOUR_MS),
         )
     )
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from batchway.core.analytics import UsageSlot, UsageTotals, hourly_totals
+from batchway.core.analytics import HOUR_MS, UsageSlot, UsageTotals, hourly_totals
 from batchway.core.models import ApiKey, RequestLog, StoredFile, Usage
 from batchway.core.states import ItemState
 
@@ -217,9 +217,10 @@ class MemoryTables:
             row = LineRow(id=next(self._line_ids), **values)
             self.lines[row.id] = row
 
-    def add_logs(self, logs: Sequence[RequestLog]) -> None:
+    def add_logs(self, logs: Sequence[RequestLog], usage_only: Sequence[RequestLog] = ()) -> None:
         """Insert request logs, numbered in order (all of them, or none when one names a
-        batch line that is already logged)."""
+        batch line that is already logged); ``usage_only`` count in their hours' usage
+        without a row."""
         seen = {log.item_id for log in self.logs.values() if log.item_id is not None}
         for log in logs:
             if log.item_id is not None:
@@ -235,12 +236,16 @@ class MemoryTables:
                 output_tokens=log.usage.output_tokens,
             )
             self.logs[log_id] = replace(log, id=log_id, usage=usage)
-        self._add_usage(hourly_totals(logs), 1)
+        self._add_usage(hourly_totals([*logs, *usage_only]), 1)
 
-    def delete_logs(self, log_ids: Iterable[int]) -> None:
-        """Delete logs, and take them from their hours' usage."""
+    def delete_logs(self, log_ids: Iterable[int], cutoff_ms: int | None = None) -> None:
+        """Delete logs, and take them from their hours' usage; with ``cutoff_ms`` (retention)
+        the hours that ended by then go whole."""
         gone = [self.logs.pop(log_id) for log_id in log_ids]
         self._add_usage(hourly_totals(gone), -1)
+        if cutoff_ms is not None:
+            for slot in [s for s in self.usage if s[0] <= cutoff_ms - HOUR_MS]:
+                del self.usage[slot]
 
     def _add_usage(self, totals: dict[UsageSlot, UsageTotals], sign: int) -> None:
         for slot, t in totals.items():

@@ -50,10 +50,13 @@ class MemoryRequestLogs:
     def __init__(self, store: MemoryStore | None = None) -> None:
         self._tables = (store if store is not None else MemoryStore()).tables
 
-    async def insert(self, logs: Sequence[RequestLog]) -> None:
-        """Store ``logs`` in one statement (their ``id`` is ignored: the database assigns it)."""
+    async def insert(
+        self, logs: Sequence[RequestLog], *, usage_only: Sequence[RequestLog] = ()
+    ) -> None:
+        """Store ``logs`` in one statement (their ``id`` is ignored: the database assigns it),
+        and add them and ``usage_only`` (calls that keep no log row) to their hours' usage."""
         await turn()
-        self._tables.add_logs(logs)
+        self._tables.add_logs(logs, usage_only)
 
     async def query(
         self,
@@ -133,12 +136,22 @@ class MemoryRequestLogs:
         )
 
     async def spent(self, key_id: str, since_ms: int | None) -> float:
-        """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None."""
+        """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None: its
+        whole hours' usage, and the logs of the part of an hour before them."""
         await turn()
-        wanted = LogFilter(key_id=key_id, since_ms=since_ms)
-        return float(
-            sum(log.cost_usd for log in self._tables.logs.values() if _matches(log, wanted))
+        hours, edges = whole_hours(since_ms, None)
+        first = hours[0] if hours is not None else None
+        total = sum(
+            totals.cost_usd
+            for (hour, key, *_), totals in self._tables.usage.items()
+            if key == key_id and (first is None or hour >= first)
         )
+        for since, until in edges:
+            wanted = LogFilter(key_id=key_id, since_ms=since, until_ms=until)
+            total += sum(
+                log.cost_usd for log in self._tables.logs.values() if _matches(log, wanted)
+            )
+        return float(total)
 
     async def delete_older_than(self, cutoff_ms: int, *, chunk: int = DELETE_CHUNK) -> int:
         """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction; returns
@@ -147,7 +160,7 @@ class MemoryRequestLogs:
         while True:
             await turn()
             old = sorted(i for i, log in self._tables.logs.items() if log.created_at_ms < cutoff_ms)
-            self._tables.delete_logs(old[:chunk])
+            self._tables.delete_logs(old[:chunk], cutoff_ms)
             deleted += len(old[:chunk])
             if len(old[:chunk]) < chunk:
                 return deleted
