@@ -89,7 +89,7 @@ class ProviderConfig(_Frozen):
     kind: str  # one of the kinds load_config is given
     base_url: str | None = None
     api_key: str | None = None
-    max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    max_concurrency: int = Field(default=256, ge=1, le=10_000)
     timeout_seconds: float = Field(default=600.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)

@@ -297,11 +297,14 @@ def demo(
 def fake_upstream(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9100,
+    slow_seconds: Annotated[
+        float, typer.Option(min=0, help="How long the model fake-slow takes to answer.")
+    ] = 0.2,
 ) -> None:
     """Run the fake OpenAI-compatible upstream that the tests and benchmarks use."""
     from batchway.testing.fake_upstream import main
 
-    main(host, port)
+    main(host, port, slow_seconds=slow_seconds)
 
 
 app.command("usage")(usage_command)

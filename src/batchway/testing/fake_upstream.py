@@ -621,14 +621,15 @@ async def _send_events(send: Send, events: list[bytes], request_id: bytes) -> No
     await send({"type": "http.response.body", "body": events[-1]})
 
 
-def main(host: str = "127.0.0.1", port: int = 9100) -> None:
-    """Serve a `FakeUpstream` in the foreground until interrupted (benchmarks, the CLI)."""
+def main(host: str = "127.0.0.1", port: int = 9100, *, slow_seconds: float = 0.2) -> None:
+    """Serve a `FakeUpstream` in the foreground until interrupted (benchmarks, the CLI);
+    ``fake-slow`` answers after ``slow_seconds``."""
 
     def announce(handle: ServerHandle) -> None:
         print(f"fake upstream listening on {handle.url}", flush=True)
 
     # Nobody can read the records of a separate process: keep them small.
-    upstream = FakeUpstream(record_bodies=False, record_limit=1000)
+    upstream = FakeUpstream(record_bodies=False, record_limit=1000, slow_seconds=slow_seconds)
     serve_forever(upstream, host=host, port=port, shutdown_timeout=1, on_ready=announce)
 
 
