@@ -7,10 +7,22 @@ added median latency (gateway minus direct, at C=1), requests/s of each arm, and
 gateway process's own CPU time per request (read from /proc) — its overhead per request.
 
     .venv/bin/python bench/proxy.py [--requests 3000] [--concurrency 1,32] [--rounds 2]
-                                    [--api-key KEY]
+                                    [--api-key KEY] [--client aiohttp|wrk] [--seconds 10]
+                                    [--pin] [--sample-rate R] [--upstream-delay S]
+                                    [--max-concurrency N]
 
 ``--api-key`` gives the provider a key (the fake upstream ignores it), so that every answer
 is checked for it on its way back (masking); ``none`` (the default) sends no key.
+
+``--client wrk`` sends the requests with wrk (Debian's ``wrk`` package; one thread, a Lua
+script POSTing the chat completion) for ``--seconds`` per run after a 2 s warm-up, instead
+of this process's aiohttp client: the client then costs far less CPU than the gateway.
+``--pin`` pins the client to CPU 0 and the gateway to CPU 1 (taskset; the upstream runs
+anywhere), as one measures on a two-core machine. ``--sample-rate`` sets the gateway's
+``logs.sync_sample_rate`` (left out of the config when not given, so older code runs too).
+``--upstream-delay`` makes every upstream answer take that many seconds (the fake's
+``fake-slow``), and ``--max-concurrency`` sets the provider's ``max_concurrency`` (the
+default, when not given).
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -62,7 +75,11 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _start(command: list[str], log: Path, pin: int | None) -> subprocess.Popen[bytes]:
+    """Start ``command``; ``pin``: on that CPU only (the pid is the command's own: taskset
+    execs it)."""
+    if pin is not None:
+        command = ["taskset", "-c", str(pin), *command]
     return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -81,10 +98,12 @@ class Run:
         return self.requests / self.seconds
 
 
-async def _drive(url: str, headers: dict[str, str], requests: int, concurrency: int) -> Run:
+async def _drive(
+    url: str, headers: dict[str, str], requests: int, concurrency: int, model: str
+) -> Run:
     latencies: list[float] = []
     bodies = [
-        orjson.dumps({"model": "fake-ok", "messages": [{"role": "user", "content": f"hello {i}"}]})
+        orjson.dumps({"model": model, "messages": [{"role": "user", "content": f"hello {i}"}]})
         for i in range(requests)
     ]
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -122,40 +141,120 @@ async def _drive(url: str, headers: dict[str, str], requests: int, concurrency: 
     )
 
 
+_WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+{headers}
+"""
+
+
+def _wrk_script(tmp: Path, arm: str, headers: dict[str, str], model: str) -> Path:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hello wrk"}]})
+    lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    script = tmp / f"{arm}.lua"
+    script.write_text(_WRK_SCRIPT.format(body=body, headers=lines))
+    return script
+
+
+def _wrk_ms(value: str) -> float:
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * factor
+    raise ValueError(value)
+
+
+def _drive_wrk(
+    url: str, script: Path, seconds: int, concurrency: int, pin: bool, gateway: int
+) -> tuple[Run, float]:
+    """One run of wrk (after a 2 s warm-up run whose figures are dropped), and the CPU
+    seconds the process ``gateway`` used during it."""
+    taskset = ["taskset", "-c", "0"] if pin else []
+    command = [*taskset, "wrk", "-t1", f"-c{concurrency}", "--latency", "-s", str(script)]
+    subprocess.run([*command, "-d2s", url], check=True, capture_output=True)
+    before = _cpu_seconds(gateway)
+    started = time.perf_counter()
+    output = subprocess.run(
+        [*command, f"-d{seconds}s", url], check=True, capture_output=True, text=True
+    ).stdout
+    elapsed = time.perf_counter() - started
+    used = _cpu_seconds(gateway) - before
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise SystemExit(f"{url}: wrk saw failures\n{output}")
+    percentiles = {}
+    requests = 0
+    wrk_seconds = elapsed
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0] in ("50%", "99%"):
+            percentiles[fields[0]] = _wrk_ms(fields[1])
+        if "requests in" in line:
+            requests = int(fields[0])
+            wrk_seconds = _wrk_ms(fields[3].rstrip(",")) / 1000
+    run = Run(
+        arm="",
+        concurrency=concurrency,
+        requests=requests,
+        seconds=wrk_seconds,
+        p50_ms=percentiles["50%"],
+        p99_ms=percentiles["99%"],
+        gateway_cpu_us=None,
+    )
+    return run, used
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--api-key", default="none")
+    parser.add_argument("--client", choices=("aiohttp", "wrk"), default="aiohttp")
+    parser.add_argument("--seconds", type=int, default=10)  # per run, with wrk
+    parser.add_argument("--pin", action="store_true")
+    parser.add_argument("--sample-rate", type=float)
+    parser.add_argument("--upstream-delay", type=float)
+    parser.add_argument("--max-concurrency", type=int)
     args = parser.parse_args()
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    if args.pin:
+        os.sched_setaffinity(0, {0})  # this process (the aiohttp client) on CPU 0
 
     tmp = Path(tempfile.mkdtemp(prefix="bw-proxy-"))
     upstream_port, gateway_port = _free_port(), _free_port()
+    upstream_command = [sys.executable, "-m", "batchway.cli.main", "fake-upstream"]
+    upstream_model = "fake-ok"
+    if args.upstream_delay is not None:
+        upstream_command += ["--slow-seconds", str(args.upstream_delay)]
+        upstream_model = "fake-slow"
     upstream = _start(
-        [sys.executable, "-m", "batchway.cli.main", "fake-upstream", "--port", str(upstream_port)],
+        [*upstream_command, "--port", str(upstream_port)],
         tmp / "upstream.log",
+        pin=None,
     )
-    config = {
+    provider: dict[str, object] = {
+        "kind": "openai-compatible",
+        "base_url": f"http://{HOST}:{upstream_port}/v1",
+        "api_key": args.api_key,
+    }
+    if args.max_concurrency is not None:
+        provider["max_concurrency"] = args.max_concurrency
+    config: dict[str, object] = {
         "database": f"sqlite:///{tmp}/batchway.db",
         "files": str(tmp / "files"),
         "admin_key": "bench-admin",
-        "providers": {
-            "fake": {
-                "kind": "openai-compatible",
-                "base_url": f"http://{HOST}:{upstream_port}/v1",
-                "api_key": args.api_key,
-                "max_concurrency": 256,
-            }
-        },
-        "models": {"fake-ok": {"provider": "fake", "model": "fake-ok"}},
+        "providers": {"fake": provider},
+        "models": {"fake-ok": {"provider": "fake", "model": upstream_model}},
         "worker": {"enabled": False},
     }
+    if args.sample_rate is not None:
+        config["logs"] = {"sync_sample_rate": args.sample_rate}
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
     gateway = _start(
         [sys.executable, "-m", "batchway.cli.main", "serve", "--config", str(tmp / "config.yaml")]
         + ["--port", str(gateway_port)],
         tmp / "gateway.log",
+        pin=1 if args.pin else None,
     )
     try:
         _wait_until_up(f"http://{HOST}:{upstream_port}/v1/models", upstream)
@@ -172,18 +271,29 @@ def main() -> None:
                 {"authorization": f"Bearer {key}"},
             ),
         }
+        models = {"direct": upstream_model, "gateway": "fake-ok"}
+        scripts = {arm: _wrk_script(tmp, arm, arms[arm][1], models[arm]) for arm in arms}
         runs: list[Run] = []
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             for round_ in range(args.rounds):
                 order = list(arms) if round_ % 2 == 0 else list(reversed(arms))
                 for arm in order:
                     url, headers = arms[arm]
-                    before = _cpu_seconds(gateway.pid)
-                    run = uvloop.run(_drive(url, headers, args.requests, concurrency))
+                    if args.client == "wrk":
+                        run, used = _drive_wrk(
+                            url, scripts[arm], args.seconds, concurrency, args.pin, gateway.pid
+                        )
+                        handled = run.requests
+                    else:
+                        before = _cpu_seconds(gateway.pid)
+                        run = uvloop.run(
+                            _drive(url, headers, args.requests, concurrency, models[arm])
+                        )
+                        used = _cpu_seconds(gateway.pid) - before
+                        handled = run.requests + 50  # the warm-up's too
                     run.arm = arm
                     if arm == "gateway":
-                        used = _cpu_seconds(gateway.pid) - before
-                        run.gateway_cpu_us = used / (run.requests + 50) * 1e6
+                        run.gateway_cpu_us = used / handled * 1e6
                     runs.append(run)
                     cpu = ""
                     if run.gateway_cpu_us is not None:
