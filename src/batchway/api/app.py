@@ -33,6 +33,13 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("batchway.api")
 
+# Python collects its youngest generation each time 700 more objects are alive than at the
+# last collection. Under load that is every few requests (the objects of the requests in
+# flight and the queued request logs are alive, and none is garbage), and each collection
+# walks all of them: ~11 µs of CPU per proxied request at C=32, for nothing. A bigger
+# threshold keeps the few reference cycles for a little longer instead.
+_GC_YOUNG_THRESHOLD = 50_000
+
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
@@ -50,12 +57,15 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
             app.state.loop = asyncio.get_running_loop()  # tests and the demo reach in here
             # what exists now lives as long as the process: keep the collector off it
             gc.freeze()
+            thresholds = gc.get_threshold()
+            gc.set_threshold(max(thresholds[0], _GC_YOUNG_THRESHOLD), *thresholds[1:])
             task = asyncio.create_task(_run_worker(gateway)) if with_worker else None
             try:
                 yield
             finally:
                 if task is not None:
                     await _stop_worker(gateway, task)
+                gc.set_threshold(*thresholds)
 
     app = Starlette(
         routes=[
