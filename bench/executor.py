@@ -18,6 +18,8 @@ for each concurrency C and each round, these arms on the same N chat-completion 
 - ``gateway``: the gateway opened in-process (``open_gateway``) on a fresh database, the N
   lines uploaded as a JSONL file and created as a batch, then ``await gateway.worker.drain()``
   timed: validation + execution + finalization. The provider has ``max_concurrency`` C.
+  Once the gateway is open, the objects made so far are frozen out of the garbage
+  collector (``gc.freeze()``), as ``batchway serve`` and ``batchway worker`` do.
 
 Every arm gets a warm-up first (a few requests, or a small batch drained) so connections are
 open and lazy imports done. Each arm runs in a fresh uvloop event loop; the arm order is
@@ -558,7 +560,12 @@ async def bench_gateway(
             config = gateway_config(url, Path(tmp) / "files", upstream, concurrency)
             async with open_gateway(config) as gateway:
                 key, _ = await gateway.keys.create(name="bench")
-                yield gateway, key.principal()
+                # as `batchway serve` and `batchway worker` do once started
+                gc.freeze()
+                try:
+                    yield gateway, key.principal()
+                finally:
+                    gc.unfreeze()
 
 
 async def timed_drain(
