@@ -15,6 +15,10 @@ for each concurrency C and each round, these arms on the same N chat-completion 
   the fastest hand-written loop the SDK offers;
 - ``aiohttp``: no SDK at all: C tasks posting the JSON body with one ``aiohttp.ClientSession``
   and reading the answer with ``orjson`` — the floor for a Python client on this machine;
+- ``aiohttp-files``: the same loop run as a short batch script would: the input JSONL file
+  read line by line, each line's ``body`` posted, each answer written as an output line
+  (``custom_id``, status, request id, body) to a JSONL file — the floor for running a batch
+  file with no durability at all;
 - ``gateway``: the gateway opened in-process (``open_gateway``) on a fresh database, the N
   lines uploaded as a JSONL file and created as a batch, then ``await gateway.worker.drain()``
   timed: validation + execution + finalization. The provider has ``max_concurrency`` C.
@@ -42,7 +46,7 @@ PostgreSQL), including the commit measured and whether ``src/`` had uncommitted 
 Usage::
 
     .venv/bin/python bench/executor.py [--lines N] [--concurrency 4,64]
-        [--database sqlite|postgresql] [--rounds 2] [--arms aiohttp,openai,openai-aiohttp,gateway]
+        [--database sqlite|postgresql] [--rounds 2] [--arms aiohttp,aiohttp-files,openai,openai-aiohttp,gateway]
         [--profile] [--output PATH]
 """
 
@@ -100,7 +104,7 @@ MIN_ARM_TIMEOUT_S = 120.0
 MIN_LINES_PER_S_FOR_TIMEOUT = 20  # an arm slower than this is aborted (bounded runtime)
 UPLOAD_CHUNK = 256 * 1024
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ARMS = ("aiohttp", "openai", "openai-aiohttp", "gateway")
+ARMS = ("aiohttp", "aiohttp-files", "openai", "openai-aiohttp", "gateway")
 
 
 # --------------------------------------------------------------------------- upstream
@@ -489,6 +493,63 @@ async def measure_aiohttp(
     return result_of(round_no, "aiohttp", database, concurrency, lines, window)
 
 
+async def aiohttp_file_worker(
+    session: aiohttp.ClientSession, url: str, lines: Iterator[bytes], output: io.BufferedWriter
+) -> int:
+    """Run input lines until the shared file iterator runs out, writing each result line."""
+    ok = 0
+    for raw in lines:
+        line = orjson.loads(raw)
+        async with session.post(
+            url,
+            data=orjson.dumps(line["body"]),
+            headers={"content-type": "application/json", "authorization": "Bearer x"},
+        ) as response:
+            status, answer = response.status, orjson.loads(await response.read())
+            request_id = response.headers.get("x-request-id")
+        result = {
+            "id": f"batch_req_{ok}",
+            "custom_id": line["custom_id"],
+            "response": {"status_code": status, "request_id": request_id, "body": answer},
+            "error": None,
+        }
+        output.write(orjson.dumps(result) + b"\n")
+        ok += status == 200
+    return ok
+
+
+async def aiohttp_file_loop(
+    session: aiohttp.ClientSession, url: str, input_path: Path, lines: int, c: int
+) -> int:
+    """The batch as a short script would run it: the JSONL file read line by line, C
+    tasks posting the bodies, every answer written to an output JSONL file."""
+    with input_path.open("rb") as source, input_path.with_suffix(".out").open("wb") as output:
+        shared = iter(source)
+        workers = [aiohttp_file_worker(session, url, shared, output) for _ in range(c)]
+        done = await asyncio.wait_for(asyncio.gather(*workers), arm_timeout(lines))
+    return sum(done)
+
+
+async def measure_aiohttp_files(
+    upstream: Upstream, lines: int, concurrency: int, round_no: int, database: str
+) -> RunResult:
+    url = f"{upstream.base_url}/chat/completions"
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
+        warm, timed_input = Path(tmp) / "warm.jsonl", Path(tmp) / "input.jsonl"
+        warm.write_bytes(input_jsonl(warmup_lines(concurrency), "warm"))
+        timed_input.write_bytes(input_jsonl(lines, "bench"))
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            await aiohttp_file_loop(session, url, warm, warmup_lines(concurrency), concurrency)
+            gc.collect()
+            with timed(upstream) as window:
+                ok = await aiohttp_file_loop(session, url, timed_input, lines, concurrency)
+    if ok != lines:
+        raise RuntimeError(f"aiohttp-files: only {ok} of {lines} lines answered 200")
+    return result_of(round_no, "aiohttp-files", database, concurrency, lines, window)
+
+
 def warmup_lines(concurrency: int) -> int:
     return max(50, 2 * concurrency)
 
@@ -669,6 +730,12 @@ def run_arm(
     if arm == "aiohttp":
         return run_in_uvloop(
             lambda: measure_aiohttp(upstream, args.lines, concurrency, round_no, args.database)
+        )
+    if arm == "aiohttp-files":
+        return run_in_uvloop(
+            lambda: measure_aiohttp_files(
+                upstream, args.lines, concurrency, round_no, args.database
+            )
         )
     return run_in_uvloop(
         lambda: measure_openai(arm, upstream, args.lines, concurrency, round_no, args.database)
