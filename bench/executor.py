@@ -46,7 +46,8 @@ PostgreSQL), including the commit measured and whether ``src/`` had uncommitted 
 Usage::
 
     .venv/bin/python bench/executor.py [--lines N] [--concurrency 4,64]
-        [--database sqlite|postgresql] [--rounds 2] [--arms aiohttp,aiohttp-files,openai,openai-aiohttp,gateway]
+        [--database sqlite|postgresql] [--rounds 2]
+        [--arms aiohttp,aiohttp-files,openai,openai-aiohttp,gateway]
         [--profile] [--output PATH]
 """
 
@@ -477,13 +478,17 @@ async def aiohttp_loop(session: aiohttp.ClientSession, url: str, lines: int, c: 
     return sum(done)
 
 
+def aiohttp_session(concurrency: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+
 async def measure_aiohttp(
     upstream: Upstream, lines: int, concurrency: int, round_no: int, database: str
 ) -> RunResult:
     url = f"{upstream.base_url}/chat/completions"
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp_session(concurrency) as session:
         await aiohttp_loop(session, url, warmup_lines(concurrency), concurrency)
         gc.collect()
         with timed(upstream) as window:
@@ -534,13 +539,11 @@ async def measure_aiohttp_files(
     upstream: Upstream, lines: int, concurrency: int, round_no: int, database: str
 ) -> RunResult:
     url = f"{upstream.base_url}/chat/completions"
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
         warm, timed_input = Path(tmp) / "warm.jsonl", Path(tmp) / "input.jsonl"
         warm.write_bytes(input_jsonl(warmup_lines(concurrency), "warm"))
         timed_input.write_bytes(input_jsonl(lines, "bench"))
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with aiohttp_session(concurrency) as session:
             await aiohttp_file_loop(session, url, warm, warmup_lines(concurrency), concurrency)
             gc.collect()
             with timed(upstream) as window:

@@ -13,71 +13,20 @@ a settling pause. Reported: the share of one core each spends idle, and their ra
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import openai
-import yaml
+from _serve import cpu_seconds, create_key, run_batch, simulated_config, start_gateway
 
-HOST = "127.0.0.1"
 SETTLE_SECONDS = 15.0  # the backoff reaches its longest sleep (0.25 s doubling to 5 s) by then
 ARMS = {"backoff": {}, "no backoff": {"idle_poll_seconds": 0.25, "idle_poll_max_seconds": 0.1}}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _start(workdir: Path, worker: dict[str, float]) -> tuple[subprocess.Popen[bytes], str]:
-    config = {
-        "database": f"sqlite:///{workdir}/batchway.db",
-        "files": str(workdir / "files"),
-        "admin_key": "bench-admin",
-        "providers": {"sim": {"kind": "simulated", "latency_ms": 0}},
-        "models": {"gpt-4o-mini": {"provider": "sim", "model": "gpt-4o-mini"}},
-        "worker": worker,
-    }
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    command = [sys.executable, "-m", "batchway.cli.main", "serve", "--port", str(port)]
-    command += ["--config", str(workdir / "config.yaml")]
-    log = (workdir / "gateway.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return process, base_url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the gateway did not start")
-
-
 def _one_batch(base_url: str) -> None:
-    key = httpx.post(
-        f"{base_url}/admin/keys",
-        json={"name": "bench"},
-        headers={"authorization": "Bearer bench-admin"},
-    ).json()["key"]
-    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=create_key(base_url), max_retries=0)
     lines = [
         {
             "custom_id": f"r{i}",
@@ -87,31 +36,21 @@ def _one_batch(base_url: str) -> None:
         }
         for i in range(10)
     ]
-    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
-    upload = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
-    batch = client.batches.create(
-        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-    )
-    deadline = time.monotonic() + 60
-    while batch.status not in ("completed", "failed", "expired", "cancelled"):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the batch did not end: {batch.status}")
-        time.sleep(0.1)
-        batch = client.batches.retrieve(batch.id)
-    if batch.status != "completed":
-        raise SystemExit(f"the batch ended {batch.status}")
+    run_batch(client, "".join(json.dumps(line) + "\n" for line in lines).encode(), timeout=60)
 
 
 def measure(arm: str, seconds: float) -> float:
     """The share of one core ``serve`` spends idle (percent)."""
     with tempfile.TemporaryDirectory() as tmp:
-        process, base_url = _start(Path(tmp), ARMS[arm])
+        workdir = Path(tmp)
+        config = simulated_config(workdir, worker=ARMS[arm])
+        process, base_url = start_gateway(workdir, config)
         try:
             _one_batch(base_url)
             time.sleep(SETTLE_SECONDS)
-            start_cpu, start = _cpu_seconds(process.pid), time.monotonic()
+            start_cpu, start = cpu_seconds(process.pid), time.monotonic()
             time.sleep(seconds)
-            used = _cpu_seconds(process.pid) - start_cpu
+            used = cpu_seconds(process.pid) - start_cpu
             return 100 * used / (time.monotonic() - start)
         finally:
             process.terminate()
