@@ -1,8 +1,8 @@
-"""Benchmark the batch executor against a hand-written ``AsyncOpenAI`` loop.
+"""Benchmark the batch executor against hand-written client loops.
 
-The requirement: the gateway's batch executor keeps up with a fast upstream, at least
-1,500 lines/s on one core against a zero-latency upstream, and is no slower than a
-hand-written ``openai.AsyncOpenAI`` loop with the same concurrency.
+The requirements: against a zero-latency upstream the gateway's batch executor runs at
+least 3,000 lines/s on one core at no more than 320 µs of CPU per line, on SQLite and
+PostgreSQL, and at no less than 0.8× a plain aiohttp loop at the same concurrency.
 
 Setup. The fake OpenAI-compatible upstream (``batchway.testing.fake_upstream.main``) runs in
 a separate process on 127.0.0.1 and answers ``fake-ok`` at once. The main process then runs,
@@ -15,15 +15,23 @@ for each concurrency C and each round, these arms on the same N chat-completion 
   the fastest hand-written loop the SDK offers;
 - ``aiohttp``: no SDK at all: C tasks posting the JSON body with one ``aiohttp.ClientSession``
   and reading the answer with ``orjson`` — the floor for a Python client on this machine;
+- ``aiohttp-files``: the same loop run as a short batch script would: the input JSONL file
+  read line by line, each line's ``body`` posted, each answer written as an output line
+  (``custom_id``, status, request id, body) to a JSONL file — the floor for running a batch
+  file with no durability at all;
 - ``gateway``: the gateway opened in-process (``open_gateway``) on a fresh database, the N
   lines uploaded as a JSONL file and created as a batch, then ``await gateway.worker.drain()``
   timed: validation + execution + finalization. The provider has ``max_concurrency`` C.
+  Once the gateway is open, the objects made so far are frozen out of the garbage
+  collector (``gc.freeze()``), as ``batchway serve`` and ``batchway worker`` do.
 
 Every arm gets a warm-up first (a few requests, or a small batch drained) so connections are
 open and lazy imports done. Each arm runs in a fresh uvloop event loop; the arm order is
 reversed in every other round. Wall time and the process's CPU time (all threads, so the
 SQLite driver thread counts) are measured around the timed part only; the upstream's CPU is
-read from ``/proc``. The gateway's phases are timed by wrapping the batch engine's
+read from ``/proc``; with ``--database postgresql`` so is the PostgreSQL server's (every
+``postgres`` process on the machine, and what its exited backends used), reported per line
+for the gateway arm. The gateway's phases are timed by wrapping the batch engine's
 ``validate`` and ``finalize`` (``batchway.core.engine.BatchEngine``; the worker's
 ``validate_batch`` and ``finalize_batch`` at commits before the engine) in this process;
 the execution phase is the time between them. A run only counts when every line succeeded
@@ -38,7 +46,8 @@ PostgreSQL), including the commit measured and whether ``src/`` had uncommitted 
 Usage::
 
     .venv/bin/python bench/executor.py [--lines N] [--concurrency 4,64]
-        [--database sqlite|postgresql] [--rounds 2] [--arms aiohttp,openai,openai-aiohttp,gateway]
+        [--database sqlite|postgresql] [--rounds 2]
+        [--arms aiohttp,aiohttp-files,openai,openai-aiohttp,gateway]
         [--profile] [--output PATH]
 """
 
@@ -96,7 +105,7 @@ MIN_ARM_TIMEOUT_S = 120.0
 MIN_LINES_PER_S_FOR_TIMEOUT = 20  # an arm slower than this is aborted (bounded runtime)
 UPLOAD_CHUNK = 256 * 1024
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ARMS = ("aiohttp", "openai", "openai-aiohttp", "gateway")
+ARMS = ("aiohttp", "aiohttp-files", "openai", "openai-aiohttp", "gateway")
 
 
 # --------------------------------------------------------------------------- upstream
@@ -224,6 +233,7 @@ class Window:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     upstream_cpu_s: float | None = None
+    database_cpu_s: float | None = None
     cpu_pressure_s: float | None = None
 
 
@@ -239,10 +249,29 @@ def cpu_pressure_seconds() -> float | None:
     return int(some.rsplit("total=", 1)[1]) / 1e6
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU time of the PostgreSQL server on this machine: every ``postgres`` process's own,
+    plus what its exited children used (a backend that ends meanwhile still counts), or
+    None when there is none."""
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")] != "postgres":
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        found = True
+    return total if found else None
+
+
 @contextlib.contextmanager
-def timed(upstream: Upstream) -> Iterator[Window]:
+def timed(upstream: Upstream, database: str = "sqlite") -> Iterator[Window]:
     window = Window()
     pressure0 = cpu_pressure_seconds()
+    db0 = postgres_cpu_seconds() if database == "postgresql" else None
     up0 = upstream.cpu_seconds()
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
@@ -253,6 +282,8 @@ def timed(upstream: Upstream) -> Iterator[Window]:
         window.cpu_s = time.process_time() - cpu0
         up1 = upstream.cpu_seconds()
         window.upstream_cpu_s = None if up0 is None or up1 is None else up1 - up0
+        db1 = postgres_cpu_seconds() if db0 is not None else None
+        window.database_cpu_s = None if db0 is None or db1 is None else db1 - db0
         pressure1 = cpu_pressure_seconds()
         if pressure0 is not None and pressure1 is not None:
             window.cpu_pressure_s = pressure1 - pressure0
@@ -325,6 +356,8 @@ class RunResult:
     cpu_pct: float
     upstream_cpu_pct: float | None
     cpu_pressure_pct: float | None
+    # the PostgreSQL server's CPU per line (its own processes; None on SQLite, in-process)
+    database_cpu_us_per_line: float | None = None
     # gateway only: the phases of drain()
     validate_s: float | None = None
     execute_s: float | None = None
@@ -350,6 +383,9 @@ def result_of(
         cpu_pct=100 * window.cpu_s / window.wall_s,
         upstream_cpu_pct=None if up is None else 100 * up / window.wall_s,
         cpu_pressure_pct=None if pressure is None else 100 * pressure / window.wall_s,
+        database_cpu_us_per_line=(
+            None if window.database_cpu_s is None else window.database_cpu_s / lines * 1e6
+        ),
     )
 
 
@@ -442,13 +478,17 @@ async def aiohttp_loop(session: aiohttp.ClientSession, url: str, lines: int, c: 
     return sum(done)
 
 
+def aiohttp_session(concurrency: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+
 async def measure_aiohttp(
     upstream: Upstream, lines: int, concurrency: int, round_no: int, database: str
 ) -> RunResult:
     url = f"{upstream.base_url}/chat/completions"
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp_session(concurrency) as session:
         await aiohttp_loop(session, url, warmup_lines(concurrency), concurrency)
         gc.collect()
         with timed(upstream) as window:
@@ -456,6 +496,61 @@ async def measure_aiohttp(
     if ok != lines:
         raise RuntimeError(f"aiohttp: only {ok} of {lines} requests answered as expected")
     return result_of(round_no, "aiohttp", database, concurrency, lines, window)
+
+
+async def aiohttp_file_worker(
+    session: aiohttp.ClientSession, url: str, lines: Iterator[bytes], output: io.BufferedWriter
+) -> int:
+    """Run input lines until the shared file iterator runs out, writing each result line."""
+    ok = 0
+    for raw in lines:
+        line = orjson.loads(raw)
+        async with session.post(
+            url,
+            data=orjson.dumps(line["body"]),
+            headers={"content-type": "application/json", "authorization": "Bearer x"},
+        ) as response:
+            status, answer = response.status, orjson.loads(await response.read())
+            request_id = response.headers.get("x-request-id")
+        result = {
+            "id": f"batch_req_{ok}",
+            "custom_id": line["custom_id"],
+            "response": {"status_code": status, "request_id": request_id, "body": answer},
+            "error": None,
+        }
+        output.write(orjson.dumps(result) + b"\n")
+        ok += status == 200
+    return ok
+
+
+async def aiohttp_file_loop(
+    session: aiohttp.ClientSession, url: str, input_path: Path, lines: int, c: int
+) -> int:
+    """The batch as a short script would run it: the JSONL file read line by line, C
+    tasks posting the bodies, every answer written to an output JSONL file."""
+    with input_path.open("rb") as source, input_path.with_suffix(".out").open("wb") as output:
+        shared = iter(source)
+        workers = [aiohttp_file_worker(session, url, shared, output) for _ in range(c)]
+        done = await asyncio.wait_for(asyncio.gather(*workers), arm_timeout(lines))
+    return sum(done)
+
+
+async def measure_aiohttp_files(
+    upstream: Upstream, lines: int, concurrency: int, round_no: int, database: str
+) -> RunResult:
+    url = f"{upstream.base_url}/chat/completions"
+    with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
+        warm, timed_input = Path(tmp) / "warm.jsonl", Path(tmp) / "input.jsonl"
+        warm.write_bytes(input_jsonl(warmup_lines(concurrency), "warm"))
+        timed_input.write_bytes(input_jsonl(lines, "bench"))
+        async with aiohttp_session(concurrency) as session:
+            await aiohttp_file_loop(session, url, warm, warmup_lines(concurrency), concurrency)
+            gc.collect()
+            with timed(upstream) as window:
+                ok = await aiohttp_file_loop(session, url, timed_input, lines, concurrency)
+    if ok != lines:
+        raise RuntimeError(f"aiohttp-files: only {ok} of {lines} lines answered 200")
+    return result_of(round_no, "aiohttp-files", database, concurrency, lines, window)
 
 
 def warmup_lines(concurrency: int) -> int:
@@ -558,16 +653,25 @@ async def bench_gateway(
             config = gateway_config(url, Path(tmp) / "files", upstream, concurrency)
             async with open_gateway(config) as gateway:
                 key, _ = await gateway.keys.create(name="bench")
-                yield gateway, key.principal()
+                # as `batchway serve` and `batchway worker` do once started
+                gc.freeze()
+                try:
+                    yield gateway, key.principal()
+                finally:
+                    gc.unfreeze()
 
 
 async def timed_drain(
-    gateway: Gateway, upstream: Upstream, lines: int, profiler: cProfile.Profile | None
+    gateway: Gateway,
+    upstream: Upstream,
+    lines: int,
+    profiler: cProfile.Profile | None,
+    database: str = "sqlite",
 ) -> tuple[Window, Phases, tuple[float, float], tuple[float, float]]:
     """``worker.drain()`` under the clocks (and the profiler, if any)."""
     clock = PhaseClock()
     gc.collect()
-    with clock.installed(), timed(upstream) as window:
+    with clock.installed(), timed(upstream, database) as window:
         start = PhaseClock.mark()
         if profiler is not None:
             profiler.enable()
@@ -594,7 +698,7 @@ async def measure_gateway(
         warm_id = await drain_batch(gateway, principal, warm, "warm")
         await check_batch(gateway, principal, warm_id, warm)
         batch_id = await submit_batch(gateway, principal, lines, "bench")
-        window, phases, start, end = await timed_drain(gateway, upstream, lines, profiler)
+        window, phases, start, end = await timed_drain(gateway, upstream, lines, profiler, database)
         await check_batch(gateway, principal, batch_id, lines)
     result = result_of(round_no, "gateway", database, concurrency, lines, window)
     add_phases(result, phases, start, end)
@@ -629,6 +733,12 @@ def run_arm(
     if arm == "aiohttp":
         return run_in_uvloop(
             lambda: measure_aiohttp(upstream, args.lines, concurrency, round_no, args.database)
+        )
+    if arm == "aiohttp-files":
+        return run_in_uvloop(
+            lambda: measure_aiohttp_files(
+                upstream, args.lines, concurrency, round_no, args.database
+            )
         )
     return run_in_uvloop(
         lambda: measure_openai(arm, upstream, args.lines, concurrency, round_no, args.database)
@@ -752,6 +862,7 @@ class Cell:
     cpu_pct: float
     upstream_cpu_pct: float | None
     cpu_pressure_pct: float | None
+    database_cpu_us_per_line: float | None
     execute_lines_per_s: float | None
     execute_cpu_us_per_line: float | None
     phases_s: tuple[float, float, float] | None
@@ -772,6 +883,7 @@ def mean_cell(concurrency: int, arm: str, runs: list[RunResult]) -> Cell:
         cpu_pct=statistics.fmean(r.cpu_pct for r in runs),
         upstream_cpu_pct=_mean([r.upstream_cpu_pct for r in runs]),
         cpu_pressure_pct=_mean([r.cpu_pressure_pct for r in runs]),
+        database_cpu_us_per_line=_mean([r.database_cpu_us_per_line for r in runs]),
         execute_lines_per_s=_mean([r.execute_lines_per_s for r in runs]),
         execute_cpu_us_per_line=_mean([r.execute_cpu_us_per_line for r in runs]),
         phases_s=(
@@ -798,15 +910,17 @@ def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
 
 def cell_table(rows: list[Cell], database: str) -> str:
     lines = [
-        "| database | C | arm | lines/s | CPU µs/line | CPU % | upstream CPU % | CPU pressure % "
-        "| execute-phase lines/s | execute CPU µs/line | validate / execute / finalize s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| database | C | arm | lines/s | CPU µs/line | PostgreSQL CPU µs/line | CPU % "
+        "| upstream CPU % | CPU pressure % | execute-phase lines/s | execute CPU µs/line "
+        "| validate / execute / finalize s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in rows:
         phases = "–" if c.phases_s is None else " / ".join(f"{p:.2f}" for p in c.phases_s)
         lines.append(
             f"| {database} | {c.concurrency} | {c.arm} | {c.lines_per_s:,.0f} "
-            f"| {c.cpu_us_per_line:,.0f} | {c.cpu_pct:.0f} | {_fmt(c.upstream_cpu_pct)} "
+            f"| {c.cpu_us_per_line:,.0f} | {_fmt(c.database_cpu_us_per_line)} "
+            f"| {c.cpu_pct:.0f} | {_fmt(c.upstream_cpu_pct)} "
             f"| {_fmt(c.cpu_pressure_pct)} "
             f"| {_fmt(c.execute_lines_per_s)} | {_fmt(c.execute_cpu_us_per_line)} | {phases} |"
         )

@@ -17,12 +17,8 @@ the peak is also reported for the POST alone (where a body read whole would show
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,21 +27,7 @@ from pathlib import Path
 
 import httpx
 import openai
-import yaml
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from _serve import create_key, rss_mb, run_batch, simulated_config, start_gateway
 
 
 class RssSampler:
@@ -60,7 +42,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mb(self.pid))
+            self.peak = max(self.peak, rss_mb(self.pid))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -156,53 +138,6 @@ def _run_inline(base_url: str, key: str, body: bytes, sampler: RssSampler) -> fl
     return create_peak
 
 
-def _start_gateway(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    config = {
-        "database": f"sqlite:///{workdir}/batchway.db",
-        "files": str(workdir / "files"),
-        "admin_key": "bench-admin",
-        "providers": {"sim": {"kind": "simulated", "latency_ms": 0, "max_concurrency": 64}},
-        "models": {"gpt-4o-mini": {"provider": "sim", "model": "gpt-4o-mini"}},
-    }
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    command = [sys.executable, "-m", "batchway.cli.main", "serve", "--port", str(port)]
-    command += ["--config", str(workdir / "config.yaml")]
-    log = (workdir / "gateway.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return process, base_url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the gateway did not start")
-
-
-def _run_batch(client: openai.OpenAI, data: bytes) -> None:
-    uploaded = client.files.create(file=("input.jsonl", io.BytesIO(data)), purpose="batch")
-    batch = client.batches.create(
-        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-    )
-    deadline = time.monotonic() + 1800
-    while batch.status not in ("completed", "failed", "expired", "cancelled"):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"batch {batch.id} did not finish")
-        time.sleep(0.5)
-        batch = client.batches.retrieve(batch.id)
-    if batch.status != "completed" or batch.output_file_id is None:
-        raise SystemExit(f"batch ended {batch.status}: {batch.errors}")
-    size = 0
-    with client.files.with_streaming_response.content(batch.output_file_id) as response:
-        for chunk in response.iter_bytes(1 << 20):
-            size += len(chunk)
-    if batch.request_counts is None or batch.request_counts.completed != batch.request_counts.total:
-        raise SystemExit(f"not every line succeeded: {batch.request_counts}")
-
-
 def measure(size_mb: int, line_kb: int, inline: bool = False) -> Run:
     if inline:
         data, lines = _inline_body(size_mb, line_kb)
@@ -211,21 +146,17 @@ def measure(size_mb: int, line_kb: int, inline: bool = False) -> Run:
         lines = data.count(b"\n")
     create_peak = None
     with tempfile.TemporaryDirectory() as tmp:
-        process, base_url = _start_gateway(Path(tmp))
+        process, base_url = start_gateway(Path(tmp), simulated_config(Path(tmp)))
         try:
-            key = httpx.post(
-                f"{base_url}/admin/keys",
-                json={"name": "bench"},
-                headers={"authorization": "Bearer bench-admin"},
-            ).json()["key"]
+            key = create_key(base_url)
             client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, timeout=600)
-            idle = _rss_mb(process.pid)
+            idle = rss_mb(process.pid)
             started = time.perf_counter()
             with RssSampler(process.pid) as sampler:
                 if inline:
                     create_peak = _run_inline(base_url, key, data, sampler)
                 else:
-                    _run_batch(client, data)
+                    run_batch(client, data)
             elapsed = time.perf_counter() - started
         finally:
             process.terminate()

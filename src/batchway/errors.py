@@ -50,6 +50,7 @@ __all__ = [
     "RateLimited",
     "RequestError",
     "StorageQuotaExceeded",
+    "StorageUnavailable",
     "StoreError",
     "UpstreamAuthError",
     "UpstreamError",
@@ -249,6 +250,13 @@ class ConfigError(GatewayError):
 
 class StoreError(GatewayError):
     """The store failed."""
+
+
+class StorageUnavailable(StoreError):
+    """The object storage that holds files cannot be reached now; try again later."""
+
+    status_code = 503
+    retryable = True
 
 
 class UntranslatableRequest(UpstreamRejected):

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batchway.config import Config
-from batchway.store.migrate import alembic_config, migrate
+from batchway.store.migrate import alembic_config, head_revision, migrate
 from batchway.store.sql import create_engine
 from batchway.store.tables import batches, metadata
 
@@ -93,6 +93,35 @@ async def test_migrating_twice_is_a_no_op(engine: AsyncEngine) -> None:
     assert await _schema(engine) == schema
     assert await _revisions(engine) == ([head], head)
     assert set(schema) == {"alembic_version", *metadata.tables}
+
+
+async def test_the_head_read_from_the_scripts_is_alembics(engine: AsyncEngine) -> None:
+    await migrate(engine)
+    current, head = await _revisions(engine)
+    assert head_revision() == head and current == [head]
+
+
+_MIGRATE_AND_TELL = """
+import asyncio, sys
+from batchway.store.migrate import migrate
+from batchway.store.sql import create_engine
+asyncio.run(migrate(create_engine(sys.argv[1])))
+print(sorted({name.split(".")[0] for name in sys.modules} & {"alembic", "mako"}))
+"""
+
+
+async def test_a_current_database_is_recognised_without_alembic(tmp_path: Any) -> None:
+    # Alembic stays out of a gateway's memory unless there is a migration to run
+    url = f"sqlite+aiosqlite:///{tmp_path}/current.db"
+    imported = []
+    for _ in range(2):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _MIGRATE_AND_TELL, url, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await process.communicate()
+        assert process.returncode == 0
+        imported.append(out.decode().strip())
+    assert imported == ["['alembic', 'mako']", "[]"]
 
 
 async def test_batches_get_their_figures_from_their_lines(engine: AsyncEngine) -> None:

@@ -4,6 +4,7 @@ fake-upstream."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import os
 import signal
@@ -121,6 +122,8 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, gateway.worker.stop)
+        # what exists now lives as long as the process: keep the collector off it (as serve)
+        gc.freeze()
         await gateway.worker.run()
 
     _with_gateway(_config(config), run)

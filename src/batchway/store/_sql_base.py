@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from batchway.config import DatabasePoolConfig
 from batchway.errors import InvalidRequest
-from batchway.store.plans import WritePlan, run_in_sqlite, run_on
+from batchway.store.plans import Plan, read_in_sqlite, run_in_sqlite, run_on
 
 __all__ = ["SqlBase", "create_engine", "driver_marks"]
 
@@ -191,19 +191,33 @@ class SqlBase:
                 async with _transaction(conn):
                     yield conn
 
-    async def _write_plan(self, plan: WritePlan[_T]) -> _T:
+    async def _write_plan(self, plan: Plan[_T]) -> _T:
         """Run a write transaction given as a plan (see `batchway.store.plans`). On SQLite
         the whole transaction runs in the driver's thread, in one hand-off."""
         if not self.is_sqlite:
             async with self._write() as conn:
                 return await run_on(conn, plan)
-        async with self._write_lock, self.engine.connect() as conn:
+        async with self._write_lock:
+            return await self._in_sqlite_thread(run_in_sqlite, plan)
+
+    async def _read_plan(self, plan: Plan[_T]) -> _T:
+        """Run reads given as a plan: on SQLite in the driver's thread, in one hand-off,
+        outside any write transaction."""
+        if not self.is_sqlite:
+            async with self._read() as conn:
+                return await run_on(conn, plan)
+        return await self._in_sqlite_thread(read_in_sqlite, plan)
+
+    async def _in_sqlite_thread(
+        self, runner: Callable[[sqlite3.Connection, Plan[_T]], _T], plan: Plan[_T]
+    ) -> _T:
+        async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection  # an aiosqlite connection: one thread, in order
-            # to its end even when the caller is cancelled: the write lock is held until
-            # the transaction has committed or rolled back in that thread
+            # to its end even when the caller is cancelled: a write transaction holds the
+            # lock until it has committed or rolled back in that thread
             try:
-                return await _to_the_end(driver._execute(run_in_sqlite, driver._conn, plan))  # type: ignore[union-attr]
+                return await _to_the_end(driver._execute(runner, driver._conn, plan))  # type: ignore[union-attr]
             except sqlite3.Error as exc:  # as SQLAlchemy raises it everywhere else
                 raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from batchway.config import S3Config
 from batchway.core.ports import BlobStore, BlobWriter
 from batchway.errors import ConfigError
-from batchway.store.blobs_s3 import S3BlobStore, parse_s3_location
 
 __all__ = ["LocalBlobStore", "open_blob_store"]
 
@@ -85,6 +84,9 @@ def open_blob_store(location: str, s3: S3Config | None = None) -> BlobStore:
     """The blob store for the config's ``files`` setting: ``s3://bucket/prefix`` or a
     local folder."""
     if location.startswith("s3://"):
+        # imported here: its client library costs ~5 MB of memory a folder never needs
+        from batchway.store.blobs_s3 import S3BlobStore, parse_s3_location
+
         bucket, prefix = parse_s3_location(location)
         return S3BlobStore(bucket, prefix, s3 or S3Config())
     if "://" in location:

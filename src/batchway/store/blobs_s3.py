@@ -7,17 +7,18 @@ aborted upload is aborted on the server too. Reads stream the object a chunk at 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import obstore
-from obstore.exceptions import NotFoundError
+from obstore.exceptions import BaseError, NotFoundError
 from obstore.store import S3Store
 
 from batchway.config import S3Config
-from batchway.errors import ConfigError
+from batchway.errors import ConfigError, StorageUnavailable
 
 if TYPE_CHECKING:
     from obstore import AsyncWritableFile
@@ -25,6 +26,20 @@ if TYPE_CHECKING:
 __all__ = ["S3BlobStore", "parse_s3_location"]
 
 CHUNK = 1 << 20
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """A failure to reach the storage (after obstore's own retries) as a 503 that names
+    neither the endpoint nor the credentials; a missing object stays ``NotFoundError``."""
+    try:
+        yield
+    except (NotFoundError, FileNotFoundError):
+        raise
+    except (BaseError, OSError) as exc:  # obstore raises a failed request as OSError
+        raise StorageUnavailable(
+            f"object storage is unavailable ({type(exc).__name__}); try again later"
+        ) from exc
 
 
 class _Aborted(Exception):
@@ -45,22 +60,24 @@ class _S3Writer:
             raise ValueError("the blob was already committed or aborted")
         if not data:
             return
-        if self._file is None:
-            self._file = obstore.open_writer_async(
-                self._store, self._key, buffer_size=self._part_size, max_concurrency=2
-            )
-            await self._file.__aenter__()
-        await self._file.write(data)
+        with _reachable():
+            if self._file is None:
+                self._file = obstore.open_writer_async(
+                    self._store, self._key, buffer_size=self._part_size, max_concurrency=2
+                )
+                await self._file.__aenter__()
+            await self._file.write(data)
         self._size += len(data)
 
     async def commit(self) -> int:
         if self._ended:
             raise ValueError("the blob was already committed or aborted")
         self._ended = True
-        if self._file is None:
-            await obstore.put_async(self._store, self._key, b"")
-        else:
-            await self._file.__aexit__(None, None, None)
+        with _reachable():
+            if self._file is None:
+                await obstore.put_async(self._store, self._key, b"")
+            else:
+                await self._file.__aexit__(None, None, None)
         return self._size
 
     async def abort(self) -> None:
@@ -91,11 +108,17 @@ class S3BlobStore:
 
     async def chunks(self, key: str) -> AsyncIterator[bytes]:
         try:
-            result = await obstore.get_async(self._store, self._key(key))
+            with _reachable():
+                result = await obstore.get_async(self._store, self._key(key))
         except NotFoundError as exc:
             raise FileNotFoundError(f"no blob {key!r}") from exc
         buffer = bytearray()
-        async for part in result.stream(min_chunk_size=CHUNK):
+        parts = aiter(result.stream(min_chunk_size=CHUNK))
+        while True:
+            with _reachable():
+                part = await anext(parts, None)
+            if part is None:
+                break
             buffer += part
             while len(buffer) >= CHUNK:
                 yield bytes(buffer[:CHUNK])
@@ -105,7 +128,8 @@ class S3BlobStore:
 
     async def delete(self, key: str) -> None:
         try:
-            await obstore.delete_async(self._store, self._key(key))
+            with _reachable():
+                await obstore.delete_async(self._store, self._key(key))
         except NotFoundError:
             pass
 

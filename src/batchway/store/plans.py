@@ -1,4 +1,4 @@
-"""Write transactions given as plans: the statements of a transaction, written once, run by
+"""Transactions given as plans: the statements of a transaction, written once, run by
 whichever runner suits the database.
 
 A plan is a generator that yields statements (`Rows` to read, `Many` to run once per row
@@ -12,8 +12,10 @@ transaction's result. It does no I/O itself, so:
 - on PostgreSQL each statement goes straight to the driver (`run_on`), inside the
   transaction the caller holds.
 
-The hot write paths (recording lines, writing request logs) are plans; the SQL is the
-driver's own, with its own placeholders (`driver_marks`).
+The hot paths (recording lines, writing request logs, the worker's look for stopped
+batches) are plans; the SQL is the driver's own, with its own placeholders
+(`driver_marks`). A read-only plan runs on SQLite outside any write transaction
+(`read_in_sqlite`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["Many", "Rows", "WritePlan", "run_in_sqlite", "run_many", "run_on"]
+__all__ = ["Many", "Plan", "Rows", "read_in_sqlite", "run_in_sqlite", "run_many", "run_on"]
 
 _T = TypeVar("_T")
 
@@ -46,26 +48,39 @@ class Many:
     rows: Sequence[tuple[Any, ...]]
 
 
-WritePlan = Generator[Rows | Many, Sequence[Sequence[Any]], _T]
+Plan = Generator[Rows | Many, Sequence[Sequence[Any]], _T]
 
 
-def run_in_sqlite(db: sqlite3.Connection, plan: WritePlan[_T]) -> _T:
-    """Run ``plan`` as one ``BEGIN IMMEDIATE`` … ``COMMIT`` on ``db``, in the thread that
-    owns it; anything raised rolls the transaction back."""
-    db.execute("BEGIN IMMEDIATE")
+def _steps_in_sqlite(db: sqlite3.Connection, plan: Plan[_T], *, writes: bool) -> _T:
+    rows: Sequence[Sequence[Any]] = ()
     try:
-        rows: Sequence[Sequence[Any]] = ()
         step = next(plan)
         while True:
             if isinstance(step, Rows):
                 rows = db.execute(step.sql, step.params).fetchall()
+            elif not writes:
+                raise TypeError("a read-only plan wrote")
             else:
                 if step.rows:
                     db.executemany(step.sql, step.rows)
                 rows = ()
             step = plan.send(rows)
     except StopIteration as end:
-        result: _T = end.value
+        return end.value  # type: ignore[no-any-return]
+
+
+def read_in_sqlite(db: sqlite3.Connection, plan: Plan[_T]) -> _T:
+    """Run a plan of reads on ``db``, in the thread that owns it, each statement seeing
+    what was committed when it began (no transaction is opened)."""
+    return _steps_in_sqlite(db, plan, writes=False)
+
+
+def run_in_sqlite(db: sqlite3.Connection, plan: Plan[_T]) -> _T:
+    """Run ``plan`` as one ``BEGIN IMMEDIATE`` … ``COMMIT`` on ``db``, in the thread that
+    owns it; anything raised rolls the transaction back."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = _steps_in_sqlite(db, plan, writes=True)
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -78,7 +93,7 @@ def run_in_sqlite(db: sqlite3.Connection, plan: WritePlan[_T]) -> _T:
     return result
 
 
-async def run_on(conn: AsyncConnection, plan: WritePlan[_T]) -> _T:
+async def run_on(conn: AsyncConnection, plan: Plan[_T]) -> _T:
     """Run ``plan``'s statements on ``conn``, inside the transaction the caller holds."""
     try:
         rows: Sequence[Sequence[Any]] = ()

@@ -15,8 +15,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
-
 from batchway.config import Config
 from batchway.core.ports import Wakeups
 from batchway.core.wakeups import LocalWakeups
@@ -29,6 +27,14 @@ CONNECT_TIMEOUT = 10.0
 STEADY_SECONDS = 60.0  # a listening connection that lasted this long was not a failure
 
 log = logging.getLogger("batchway.wakeups")
+
+
+async def _connect(dsn: str) -> Any:
+    """An asyncpg connection; asyncpg is imported on first use, as only PostgreSQL
+    deployments need it."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -58,7 +64,7 @@ class PostgresWakeups:
             self._again = False
             try:
                 if self._sender is None or self._sender.is_closed():
-                    self._sender = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+                    self._sender = await _connect(self._dsn)
                 await self._sender.execute("SELECT pg_notify($1, '')", CHANNEL)
                 self._failures = 0
             except Exception as exc:  # the word is lost; pollers will find the work
@@ -89,7 +95,7 @@ class PostgresWakeups:
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
             lost = asyncio.Event()
             try:
-                connection = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+                connection = await _connect(self._dsn)
             except Exception as exc:
                 failures += 1
                 log.warning(
