@@ -9,7 +9,7 @@ gateway process's own CPU time per request (read from /proc) — its overhead pe
     .venv/bin/python bench/proxy.py [--requests 3000] [--concurrency 1,32] [--rounds 2]
                                     [--api-key KEY] [--client aiohttp|wrk] [--seconds 10]
                                     [--pin] [--sample-rate R] [--upstream-delay S]
-                                    [--max-concurrency N]
+                                    [--max-concurrency N] [--limits]
 
 ``--api-key`` gives the provider a key (the fake upstream ignores it), so that every answer
 is checked for it on its way back (masking); ``none`` (the default) sends no key.
@@ -22,7 +22,9 @@ anywhere), as one measures on a two-core machine. ``--sample-rate`` sets the gat
 ``logs.sync_sample_rate`` (left out of the config when not given, so older code runs too).
 ``--upstream-delay`` makes every upstream answer take that many seconds (the fake's
 ``fake-slow``), and ``--max-concurrency`` sets the provider's ``max_concurrency`` (the
-default, when not given).
+default, when not given). ``--limits`` gives the bench's key rate limits (requests and
+tokens per minute) and a budget, all far above what the run uses, so that every request
+passes the checks without being refused.
 """
 
 from __future__ import annotations
@@ -214,6 +216,7 @@ def main() -> None:
     parser.add_argument("--sample-rate", type=float)
     parser.add_argument("--upstream-delay", type=float)
     parser.add_argument("--max-concurrency", type=int)
+    parser.add_argument("--limits", action="store_true")
     args = parser.parse_args()
     if args.client == "wrk" and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -259,9 +262,10 @@ def main() -> None:
     try:
         _wait_until_up(f"http://{HOST}:{upstream_port}/v1/models", upstream)
         _wait_until_up(f"http://{HOST}:{gateway_port}/healthz", gateway)
+        limits = {"rpm": 10**9, "tpm": 2 * 10**9, "budget_usd": 10**6} if args.limits else {}
         key = httpx.post(
             f"http://{HOST}:{gateway_port}/admin/keys",
-            json={"name": "bench"},
+            json={"name": "bench", **limits},
             headers={"authorization": "Bearer bench-admin"},
         ).json()["key"]
         arms = {
