@@ -4,6 +4,7 @@ whatever the sampling."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -124,3 +125,31 @@ async def test_retention_takes_the_unlogged_calls_of_the_hours_it_ends() -> None
     assert (await logs.usage(UsageQuery(interval="hour"))).interactive.requests == 3
     assert await logs.spent("key_a", None) == pytest.approx(0.75)
     assert await everything(logs, LogFilter()) == []
+
+
+class CountedLogs(MemoryRequestLogs):
+    """The in-memory request log, counting the reads of a key's spend."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def spent(self, key_id: str, since_ms: int | None) -> float:
+        self.reads += 1
+        return await super().spent(key_id, since_ms)
+
+
+async def test_requests_that_find_a_keys_spend_due_share_one_read() -> None:
+    logs = CountedLogs()
+    await logs.insert(calls(4, cost_usd=0.5))
+    budgets = Budgets(logs, refresh_seconds=3600)
+    key = Principal(key_id="key_a", name="a", budget_usd=10.0)
+
+    left = await asyncio.gather(*(budgets.remaining(key) for _ in range(20)))
+
+    assert left == [8.0] * 20
+    assert logs.reads == 1
+    assert await budgets.remaining(key) == 8.0 and logs.reads == 1  # fresh: no read
+    other = Principal(key_id="key_b", name="b", budget_usd=1.0)
+    assert await asyncio.gather(budgets.remaining(other), budgets.remaining(key)) == [1.0, 8.0]
+    assert logs.reads == 2

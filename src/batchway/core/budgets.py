@@ -7,6 +7,7 @@ what this process records. A budget may reset every day or month (UTC).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -51,12 +52,18 @@ class _Spend:
 
 
 class Budgets:
-    """Remaining budget per key, without a database read per request."""
+    """Remaining budget per key, without a database read per request.
+
+    When a key's spend is due to be read again, the requests that find it so share one
+    read: under load, every request in flight would otherwise ask the database the same
+    question at once.
+    """
 
     def __init__(self, spend: RequestLogs, refresh_seconds: float = 2.0) -> None:
         self._spend = spend
         self._refresh = refresh_seconds
         self._known: dict[str, _Spend] = {}
+        self._reading: dict[tuple[str, int | None], asyncio.Future[_Spend]] = {}
 
     async def remaining(self, principal: Principal) -> float | None:
         """USD left in the key's budget (may be negative); None when it has no budget."""
@@ -69,10 +76,29 @@ class Budgets:
             or entry.since_ms != since
             or time.monotonic() - entry.read_at > self._refresh
         ):
-            stored = await self._spend.spent(principal.key_id, since)
-            entry = _Spend(since_ms=since, stored=stored, added=0.0, read_at=time.monotonic())
-            self._known[principal.key_id] = entry
+            entry = await asyncio.shield(self._read(principal.key_id, since))
         return principal.budget_usd - entry.stored - entry.added
+
+    def _read(self, key_id: str, since: int | None) -> asyncio.Future[_Spend]:
+        """The read of a key's spend under way, or a new one."""
+        slot = (key_id, since)
+        pending = self._reading.get(slot)
+        if pending is None:
+            pending = self._reading[slot] = asyncio.ensure_future(self._fetch(key_id, since))
+
+            def done(read: asyncio.Future[_Spend]) -> None:
+                self._reading.pop(slot, None)
+                if not read.cancelled():
+                    read.exception()  # retrieved, even when every asker has gone
+
+            pending.add_done_callback(done)
+        return pending
+
+    async def _fetch(self, key_id: str, since: int | None) -> _Spend:
+        stored = await self._spend.spent(key_id, since)
+        entry = _Spend(since_ms=since, stored=stored, added=0.0, read_at=time.monotonic())
+        self._known[key_id] = entry
+        return entry
 
     async def exhausted(self, principal: Principal) -> bool:
         remaining = await self.remaining(principal)
