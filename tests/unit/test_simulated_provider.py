@@ -111,6 +111,25 @@ async def test_chat_honours_the_token_limit(
     assert answer["usage"]["completion_tokens"] == limit
 
 
+async def test_a_whole_number_written_as_a_float_is_a_count(provider: SimulatedProvider) -> None:
+    # JSON has one number type: 3e0 is the integer 3 (json gives Python 3.0)
+    answer = await call(provider, "/v1/chat/completions", chat("a long prompt", max_tokens=3e0))
+
+    assert len(chat_text(answer).split()) == 3
+    assert answer["usage"]["completion_tokens"] == 3
+
+
+@pytest.mark.parametrize("limit", [1.5, 0, -1, True, "3"])
+async def test_a_limit_that_is_not_a_positive_integer_is_a_400(
+    provider: SimulatedProvider, limit: Any
+) -> None:
+    with pytest.raises(UpstreamRejected) as caught:
+        await provider.send("/v1/chat/completions", orjson.dumps(chat("hi", max_tokens=limit)))
+
+    assert caught.value.status == 400
+    assert "max_tokens" in caught.value.message
+
+
 async def test_chat_with_a_generous_limit_stops_normally(provider: SimulatedProvider) -> None:
     answer = await call(provider, "/v1/chat/completions", chat("short", max_tokens=1000))
 

@@ -45,7 +45,7 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def _answer(prompt: str, max_words: int | None) -> tuple[str, bool]:
+def _answer(prompt: str, max_words: float | None) -> tuple[str, bool]:
     """A deterministic answer to ``prompt``; True when it was cut at ``max_words``."""
     digest = hashlib.sha256(prompt.encode()).digest()
     adjectives = [_WORDS[b % len(_WORDS)] for b in digest[:3]]
@@ -55,7 +55,7 @@ def _answer(prompt: str, max_words: int | None) -> tuple[str, bool]:
         f"[simulated] A {adjectives[0]}, {adjectives[1]} and {adjectives[2]} answer to: {excerpt}"
     ).split()
     if max_words is not None and len(words) > max_words:
-        return " ".join(words[:max_words]), True
+        return " ".join(words[: int(max_words)]), True
     return " ".join(words), False
 
 
@@ -74,6 +74,9 @@ _MAX_DIMENSIONS = 8192  # longer vectors than any real embedding model gives
 
 
 def _is_count(value: Any) -> bool:
+    """A positive integer as JSON counts one: ``1000`` and ``1e3`` alike."""
+    if isinstance(value, float):
+        return value.is_integer() and value >= 1
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
@@ -257,7 +260,7 @@ class SimulatedProvider:
     def _embeddings(request: dict[str, Any]) -> dict[str, Any]:
         given = request.get("input")
         inputs = given if isinstance(given, list) else [given]
-        dimensions = request.get("dimensions") or 256
+        dimensions = int(request.get("dimensions") or 256)
         data = []
         for index, item in enumerate(inputs):
             vector = _embedding(str(item), dimensions)
