@@ -22,8 +22,8 @@ for each concurrency C and each round, these arms on the same N chat-completion 
 - ``gateway``: the gateway opened in-process (``open_gateway``) on a fresh database, the N
   lines uploaded as a JSONL file and created as a batch, then ``await gateway.worker.drain()``
   timed: validation + execution + finalization. The provider has ``max_concurrency`` C.
-  Once the gateway is open, the objects made so far are frozen out of the garbage
-  collector (``gc.freeze()``), as ``batchway serve`` and ``batchway worker`` do.
+  Once the gateway is open, the garbage collector is set as ``batchway serve`` and
+  ``batchway worker`` set it (``batchway.collector.set_for_serving``).
 
 Every arm gets a warm-up first (a few requests, or a small batch drained) so connections are
 open and lazy imports done. Each arm runs in a fresh uvloop event loop; the arm order is
@@ -89,6 +89,7 @@ import uvloop
 from openai.types.chat import ChatCompletionUserMessageParam
 
 import batchway.worker.runner as runner_module
+from batchway.collector import set_for_serving
 from batchway.config import Config
 from batchway.core.models import Principal
 from batchway.core.states import BatchStatus
@@ -653,12 +654,9 @@ async def bench_gateway(
             config = gateway_config(url, Path(tmp) / "files", upstream, concurrency)
             async with open_gateway(config) as gateway:
                 key, _ = await gateway.keys.create(name="bench")
-                # as `batchway serve` and `batchway worker` do once started
-                gc.freeze()
-                try:
+                # the collector set as `batchway serve` and `batchway worker` set it
+                with set_for_serving():
                     yield gateway, key.principal()
-                finally:
-                    gc.unfreeze()
 
 
 async def timed_drain(

@@ -4,7 +4,6 @@ fake-upstream."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 import os
 import signal
@@ -22,6 +21,7 @@ from batchway.cli.common import ConfigOption, console
 from batchway.cli.common import load_settings as _config
 from batchway.cli.common import with_gateway as _with_gateway
 from batchway.cli.log_output import LogFormat, LogLevel, setup_logging
+from batchway.collector import set_for_serving
 from batchway.core.files import human_size
 from batchway.errors import GatewayError, NotFound
 
@@ -122,9 +122,8 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, gateway.worker.stop)
-        # what exists now lives as long as the process: keep the collector off it (as serve)
-        gc.freeze()
-        await gateway.worker.run()
+        with set_for_serving():
+            await gateway.worker.run()
 
     _with_gateway(_config(config), run)
 
