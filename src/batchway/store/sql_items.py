@@ -188,23 +188,29 @@ def _outcome_values(record: LineRecord, worker: str, now: float) -> tuple[Any, .
     )
 
 
-@functools.cache
-def _held_sql(paramstyle: str) -> str:
-    """The lines of a list of ids a worker still holds, with their batch and cost, locked
-    until the transaction ends. The ids are one parameter: an array on PostgreSQL, a JSON
-    array on SQLite (so the statement is the same for any number of them)."""
-    owner, state, ids = driver_marks(paramstyle, 3)
-    select_held = "SELECT id, batch_id, cost_usd FROM batch_items WHERE lease_owner = "
+def _id_in(paramstyle: str, ids: str) -> str:
+    """``id`` is one of a list given as one parameter (``ids``, its placeholder): an array on
+    PostgreSQL, a JSON array on SQLite, so the statement is the same for any number of ids."""
     if paramstyle == "qmark":
-        return (
-            f"{select_held}{owner} AND state = {state}"
-            f" AND id IN (SELECT value FROM json_each({ids}))"
-        )
-    return f"{select_held}{owner} AND state = {state} AND id = ANY({ids}) FOR UPDATE"
+        return f"id IN (SELECT value FROM json_each({ids}))"
+    return f"id = ANY({ids})"
 
 
 def _ids_param(paramstyle: str, ids: list[int] | list[str]) -> Any:
+    """The value of `_id_in`'s parameter."""
     return orjson.dumps(ids).decode() if paramstyle == "qmark" else ids
+
+
+@functools.cache
+def _held_sql(paramstyle: str) -> str:
+    """The lines of a list of ids a worker still holds, with their batch and cost, locked
+    until the transaction ends."""
+    owner, state, ids = driver_marks(paramstyle, 3)
+    lock = "" if paramstyle == "qmark" else " FOR UPDATE"
+    return (
+        "SELECT id, batch_id, cost_usd FROM batch_items"
+        f" WHERE lease_owner = {owner} AND state = {state} AND {_id_in(paramstyle, ids)}{lock}"
+    )
 
 
 def _record_plan(
@@ -226,13 +232,8 @@ def _record_plan(
 @functools.cache
 def _stopped_sql(paramstyle: str) -> str:
     ids, cancelling, finalizing = driver_marks(paramstyle, 3)
-    listed = (
-        f"id IN (SELECT value FROM json_each({ids}))"
-        if paramstyle == "qmark"
-        else f"id = ANY({ids})"
-    )
     return (
-        f"SELECT id, finish_as FROM batches WHERE {listed}"
+        f"SELECT id, finish_as FROM batches WHERE {_id_in(paramstyle, ids)}"
         f" AND status IN ({cancelling}, {finalizing})"
     )
 
