@@ -128,12 +128,12 @@ class Accounting:
                 await self._sink.insert([entry])
             except Exception:
                 kept.append(entry)
-        counted_kept = counted
+        counted_in = False  # the unlogged calls' usage went in
         if counted:
             with contextlib.suppress(Exception):
                 await self._sink.insert([], usage_only=counted)
-                counted_kept = []
-        if len(kept) == len(batch) and counted_kept is counted:  # nothing went in
+                counted_in = True
+        if len(kept) == len(batch) and not counted_in:  # nothing went in
             self._failed_rounds += 1
             if self._failed_rounds < _MAX_FAILED_ROUNDS:
                 self._queue = batch + self._queue
@@ -146,7 +146,8 @@ class Accounting:
             self._failed_rounds = 0
             return
         self._failed_rounds = 0
-        self._unlogged = counted_kept + self._unlogged
+        if not counted_in:
+            self._unlogged = counted + self._unlogged
         if kept:
             log.error(
                 "request logs the database refused were dropped",
