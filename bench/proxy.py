@@ -34,7 +34,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,20 +47,7 @@ import httpx
 import orjson
 import uvloop
 import yaml
-
-HOST = "127.0.0.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from _serve import HOST, cpu_seconds, free_port
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -173,13 +159,13 @@ def _drive_wrk(
     taskset = ["taskset", "-c", "0"] if pin else []
     command = [*taskset, "wrk", "-t1", f"-c{concurrency}", "--latency", "-s", str(script)]
     subprocess.run([*command, "-d2s", url], check=True, capture_output=True)
-    before = _cpu_seconds(gateway)
+    before = cpu_seconds(gateway)
     started = time.perf_counter()
     output = subprocess.run(
         [*command, f"-d{seconds}s", url], check=True, capture_output=True, text=True
     ).stdout
     elapsed = time.perf_counter() - started
-    used = _cpu_seconds(gateway) - before
+    used = cpu_seconds(gateway) - before
     if "Non-2xx" in output or "Socket errors" in output:
         raise SystemExit(f"{url}: wrk saw failures\n{output}")
     percentiles = {}
@@ -224,7 +210,7 @@ def main() -> None:
         os.sched_setaffinity(0, {0})  # this process (the aiohttp client) on CPU 0
 
     tmp = Path(tempfile.mkdtemp(prefix="bw-proxy-"))
-    upstream_port, gateway_port = _free_port(), _free_port()
+    upstream_port, gateway_port = free_port(), free_port()
     upstream_command = [sys.executable, "-m", "batchway.cli.main", "fake-upstream"]
     upstream_model = "fake-ok"
     if args.upstream_delay is not None:
@@ -289,11 +275,11 @@ def main() -> None:
                         )
                         handled = run.requests
                     else:
-                        before = _cpu_seconds(gateway.pid)
+                        before = cpu_seconds(gateway.pid)
                         run = uvloop.run(
                             _drive(url, headers, args.requests, concurrency, models[arm])
                         )
-                        used = _cpu_seconds(gateway.pid) - before
+                        used = cpu_seconds(gateway.pid) - before
                         handled = run.requests + 50  # the warm-up's too
                     run.arm = arm
                     if arm == "gateway":

@@ -27,7 +27,6 @@ import json
 import multiprocessing as mp
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,16 +38,9 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import yaml
+from _serve import HOST, free_port
 
-HOST = "127.0.0.1"
 ADMIN = "bench-admin"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _serve_fake(port: int, latency: float) -> None:
