@@ -256,11 +256,14 @@ class RateLimitConfig(_Frozen):
     redis_url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "batchway"
     redis_timeout_seconds: float = Field(default=5.0, gt=0, le=300)  # each Redis command
-    # with redis: a provider's max_concurrency holds across every worker process together
-    # (batch lines: 1 - interactive_share of it); a process that stops renewing its share
-    # (killed) loses it after concurrency_lease_seconds
+    # with redis: a provider's max_concurrency holds across every process together, batch
+    # lines and synchronous calls (batch lines: at most 1 - interactive_share of it); a
+    # process that stops renewing its share (killed) loses it after concurrency_lease_seconds
     shared_concurrency: bool = True
     concurrency_lease_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # calls a process keeps room for beyond its synchronous calls in flight (and a quarter
+    # more of those), so that a new call seldom waits for the shared pool
+    concurrency_headroom: int = Field(default=4, ge=0, le=10_000)
 
 
 NATIVE_BATCH_DISCOUNT = 0.5  # what OpenAI's, Azure's and Anthropic's batch APIs take off

@@ -14,6 +14,7 @@ from batchway.core.admin import AdminService
 from batchway.core.batches import BatchService
 from batchway.core.budgets import BatchCostCheck, Budgets, OwnerBudgets
 from batchway.core.call_pricing import CallPricing
+from batchway.core.concurrency import InteractiveSlots, provider_limits
 from batchway.core.files import FileService
 from batchway.core.housekeeping import Housekeeping
 from batchway.core.keys import KeyService
@@ -112,6 +113,15 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
         cost_check=BatchCostCheck(budgets, pricing, router),
     )
     housekeeping = Housekeeping(files, config.file_expiry)
+    interactive = None
+    if concurrency is not None:
+        interactive = InteractiveSlots(
+            concurrency,
+            provider_limits(config, providers),
+            f"{worker.id}/sync",
+            headroom=config.rate_limits.concurrency_headroom,
+            ttl_seconds=config.rate_limits.concurrency_lease_seconds,
+        )
     await asyncio.to_thread(text_counter)  # a local tiktoken encoding loads once, now
     log_writer = asyncio.create_task(accounting.run(), name="request-logs")
     file_sweeper = asyncio.create_task(housekeeping.run(), name="file-expiry")
@@ -139,6 +149,7 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
                 quotas=quotas,
                 accounting=accounting,
                 metrics=metrics,
+                slots=interactive,
             ),
             overview=Overview(
                 batches=batches,
@@ -156,6 +167,8 @@ async def open_gateway(config: Config) -> AsyncIterator[Gateway]:
                 await task
         with contextlib.suppress(Exception):  # logged by flush
             await accounting.flush()
+        if interactive is not None:
+            await interactive.close()
         await limiter.close()
         await wakeups.close()
         if concurrency is not None:

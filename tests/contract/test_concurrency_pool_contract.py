@@ -128,6 +128,138 @@ async def test_many_processes_stay_within_the_limit(pool: ConcurrencyPool) -> No
     assert await pool.holders("shared") == {}  # every process handed its share back
 
 
+async def batch(pool: ConcurrencyPool, holder: str, want: int, busy: int = 0) -> int:
+    """A worker's lines in a pool of 10 calls, at most 8 of them for batch lines."""
+    return await pool.renew(
+        "p", holder, want=want, busy=busy, limit=10, ttl_seconds=TTL, kind="batch", cap=8
+    )
+
+
+async def test_batch_holders_together_keep_to_their_cap(pool: ConcurrencyPool) -> None:
+    assert await batch(pool, "w1", 10) == 8
+    assert await batch(pool, "w2", 10) == 0
+    assert await batch(pool, "w1", 10, busy=8) == 4  # an even share of the cap, not the limit
+    assert await batch(pool, "w2", 10) == 0  # w1's eight calls in flight still count
+    assert await batch(pool, "w1", 10, busy=4) == 4
+    assert await batch(pool, "w2", 10) == 4
+    # and the interactive share is still free
+    assert await renew(pool, "api", 2) == 2
+    assert await pool.holders("p") == {"w1": 4, "w2": 4, "api": 2}
+
+
+async def test_interactive_calls_keep_their_share_and_batch_lines_make_way(
+    pool: ConcurrencyPool,
+) -> None:
+    assert await batch(pool, "w", 10) == 8
+    # live traffic wants 5: it has its share (2) at once ...
+    assert await renew(pool, "api", 5) == 2
+    # ... and the worker's next grant leaves room for the rest (its calls still count)
+    assert await batch(pool, "w", 10, busy=8) == 5
+    assert await renew(pool, "api", 5) == 2
+    assert await batch(pool, "w", 10, busy=5) == 5
+    assert await renew(pool, "api", 5) == 5
+    # when live traffic wants less again, batch lines take back what it left
+    assert await renew(pool, "api", 1, busy=5) == 1
+    assert await renew(pool, "api", 1, busy=1) == 1
+    assert await batch(pool, "w", 10, busy=5) == 8
+    assert sum((await pool.holders("p")).values()) == 9
+
+
+async def test_interactive_holders_may_use_the_whole_limit(pool: ConcurrencyPool) -> None:
+    assert await renew(pool, "api", 10) == 10
+    assert await batch(pool, "w", 10) == 0
+    assert await renew(pool, "api", 3, busy=10) == 3
+    assert await batch(pool, "w", 10) == 0  # the ten calls are still in flight
+    assert await renew(pool, "api", 3, busy=3) == 3
+    assert await batch(pool, "w", 10) == 7
+
+
+async def test_batch_lines_and_live_calls_of_many_processes_stay_within_the_limit(
+    pool: ConcurrencyPool,
+) -> None:
+    limit, cap = 9, 6
+    in_flight, peak, done = 0, 0, {"batch": 0, "interactive": 0}
+
+    async def call(slots: SharedSlots) -> None:
+        nonlocal in_flight, peak
+        async with slots.call():
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(random.uniform(0, 0.01))
+            in_flight -= 1
+            done[slots.kind] += 1
+
+    every = {"limit": limit, "renew_seconds": 0.05}
+    processes = [
+        SharedSlots(pool, "mixed", f"worker-{i}", kind="batch", cap=cap, **every) for i in range(3)
+    ] + [
+        SharedSlots(pool, "mixed", f"api-{i}", headroom=0.25, min_headroom=2, **every)
+        for i in range(2)
+    ]
+    renewers = [asyncio.create_task(slots.run()) for slots in processes]
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(call(processes[i % 5]) for i in range(500)))
+    finally:
+        for task in renewers:
+            task.cancel()
+        await asyncio.gather(*renewers, return_exceptions=True)
+    assert done == {"batch": 300, "interactive": 200}
+    assert peak <= limit
+    assert await pool.holders("mixed") == {}
+
+
+async def test_a_call_that_gives_up_waiting_leaves_nothing_held() -> None:
+    slots = SharedSlots(MemoryConcurrencyPool(), "p", "me", limit=1, renew_seconds=0.05)
+    renewer = asyncio.create_task(slots.run())
+    try:
+        async with asyncio.timeout(30):
+            async with slots.call():
+                waiting = asyncio.create_task(slots.acquire())
+                await asyncio.sleep(0.01)
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
+            assert slots.busy == 0
+            async with slots.call():  # the room is still there for the next call
+                assert slots.busy == 1
+    finally:
+        renewer.cancel()
+        await asyncio.gather(renewer, return_exceptions=True)
+
+
+def test_an_interactive_holder_asks_for_spare_room() -> None:
+    pool = MemoryConcurrencyPool()
+    slots = SharedSlots(pool, "p", "me", limit=100, min_headroom=4, headroom=0.25)
+    assert (slots.wanted(), slots.spare()) == (0, 4)
+    slots.busy = 40
+    assert (slots.wanted(), slots.spare()) == (40, 10)
+    slots.busy = 95
+    assert (slots.wanted(), slots.spare()) == (95, 5)  # never more than the limit
+
+
+async def test_spare_room_comes_only_out_of_the_unused_interactive_share(
+    pool: ConcurrencyPool,
+) -> None:
+    async def api(holder: str, want: int, spare: int, busy: int = 0) -> int:
+        return await pool.renew(
+            "p", holder, want=want, busy=busy, limit=10, ttl_seconds=TTL, cap=8, spare=spare
+        )
+
+    # two idle replicas each ask for 4 spare: together they get the share (2), no more
+    assert await api("api-1", 0, 4) == 2
+    assert await api("api-2", 0, 4) == 0
+    assert await batch(pool, "w", 10) == 8  # batch lines lose nothing to it
+    # a call that wants room has it ahead of spare room, once batch lines make way
+    assert await api("api-2", 1, 4) == 0
+    assert await batch(pool, "w", 10, busy=8) == 7
+    assert await batch(pool, "w", 10, busy=7) == 7
+    assert await api("api-2", 1, 4) == 1
+    assert sum((await pool.holders("p")).values()) == 10
+    # calls wanted beyond the share get room (batch lines gone here), spare room does not
+    assert await batch(pool, "w", 0) == 0
+    assert await api("api-1", 5, 4) == 5
+
+
 def test_batch_lines_leave_the_interactive_share() -> None:
     assert batch_share(64, 0.2) == 51
     assert batch_share(1, 0.5) == 1

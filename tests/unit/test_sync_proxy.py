@@ -3,7 +3,7 @@ fallback, limits, budget and accounting, with no HTTP server and no database."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ from batchway.config import Config, LogConfig
 from batchway.core.accounting import Accounting
 from batchway.core.budgets import Budgets
 from batchway.core.call_pricing import CallPricing
+from batchway.core.concurrency import InteractiveSlots, MemoryConcurrencyPool
 from batchway.core.endpoints import Endpoint
 from batchway.core.models import Principal, RequestLog
 from batchway.core.ports import NativeBatchAPI, UpstreamResponse
@@ -106,7 +107,9 @@ DIALECT = SyncDialect(
 
 
 class Setup:
-    def __init__(self, down_error: UpstreamError | None = None) -> None:
+    def __init__(
+        self, down_error: UpstreamError | None = None, slots: InteractiveSlots | None = None
+    ) -> None:
         self.providers = {
             "down": ScriptedProvider("down", down_error or UpstreamUnavailable("503")),
             "up": ScriptedProvider("up"),
@@ -126,6 +129,7 @@ class Setup:
             quotas=Quotas(MemoryRateLimiter(), CONFIG),
             accounting=self.accounting,
             metrics=Metrics(),
+            slots=slots,
         )
 
     async def call(self, principal: Principal, model: str = "chat", **body: Any) -> Any:
@@ -225,3 +229,55 @@ async def test_every_route_failing_raises_the_last_failure() -> None:
         await setup.call(KEY)
     (row,) = await setup.logged()
     assert (row.provider, row.retries) == ("up", 1)
+
+
+class Busy(ScriptedProvider):
+    """Notes how many calls its pool counts in flight when a call reaches it."""
+
+    def __init__(self, name: str, slots: InteractiveSlots) -> None:
+        super().__init__(name)
+        self.slots = slots
+        self.busy_seen: list[int] = []
+
+    def _note(self) -> None:
+        shared = self.slots.of(self.name)
+        assert shared is not None
+        self.busy_seen.append(shared.busy)
+
+    async def send(self, endpoint: str, body: bytes) -> UpstreamResponse:
+        self._note()
+        return await super().send(endpoint, body)
+
+    async def stream(self, endpoint: str, body: bytes) -> AsyncIterator[bytes]:
+        self._note()
+        yield b'data: {"choices":[]}\n\n'
+        yield b"data: [DONE]\n\n"
+
+
+async def test_calls_hold_room_in_their_providers_shared_pool_while_they_run() -> None:
+    pool = MemoryConcurrencyPool()
+    slots = InteractiveSlots(pool, {"down": (4, 3), "up": (4, 3)}, "api", headroom=1, ttl_seconds=5)
+    setup = Setup(slots=slots)
+    setup.providers["up"] = up = Busy("up", slots)
+    try:
+        await setup.call(KEY)  # down fails, up answers: each held room only for its call
+        assert up.busy_seen == [1]
+        down, shared_up = slots.of("down"), slots.of("up")
+        assert down is not None and shared_up is not None
+        assert (down.busy, shared_up.busy) == (0, 0)
+
+        answer = await setup.call(KEY, model="only-up", stream=True)
+        assert answer.stream is not None
+        assert shared_up.busy == 1  # held from the request to the stream's end
+        assert [chunk async for chunk in answer.stream][-1] == b"data: [DONE]\n\n"
+        assert shared_up.busy == 0
+
+        dropped = await setup.call(KEY, model="only-up", stream=True)
+        assert isinstance(dropped.stream, AsyncGenerator) and shared_up.busy == 1
+        await anext(dropped.stream)
+        await dropped.stream.aclose()  # a client gone half-way
+        assert shared_up.busy == 0
+        assert len(await setup.logged()) == 3  # the dropped stream logged too
+    finally:
+        await slots.close()
+    assert await pool.holders("calls:up") == {}  # handed back at close

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from batchway.core.analytics import LogFilter, UsageQuery, UsageReport
 from batchway.core.endpoints import Endpoint
@@ -47,6 +47,7 @@ __all__ = [
     "BlobWriter",
     "ConcurrencyPool",
     "FileStore",
+    "HolderKind",
     "KeyStore",
     "LineAccounting",
     "LineBudgets",
@@ -482,15 +483,30 @@ class RateLimiter(Protocol):
     async def close(self) -> None: ...
 
 
+HolderKind = Literal["batch", "interactive"]
+
+
 class ConcurrencyPool(Protocol):
     """Concurrency limits shared by processes: each *holder* (a process's part of a pool)
     renews its grant; see ``batchway.core.concurrency`` for the rule every pool applies."""
 
     async def renew(
-        self, pool: str, holder: str, *, want: int, busy: int, limit: int, ttl_seconds: float
+        self,
+        pool: str,
+        holder: str,
+        *,
+        want: int,
+        busy: int,
+        limit: int,
+        ttl_seconds: float,
+        kind: HolderKind = "interactive",
+        cap: int | None = None,
+        spare: int = 0,
     ) -> int:
         """Record that ``holder`` wants ``want`` calls and has ``busy`` in flight; return
-        how many it may have in flight now. ``want == busy == 0`` hands everything back."""
+        how many it may have in flight now. ``want == busy == spare == 0`` hands everything back.
+        Batch holders together hold at most ``cap`` and make way for interactive ones;
+        an interactive holder may get up to ``spare`` more out of ``limit - cap``."""
         ...
 
     async def holders(self, pool: str) -> dict[str, int]:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ from batchway.errors import (
 )
 
 if TYPE_CHECKING:
+    from batchway.core.concurrency import InteractiveSlots, SharedSlots
     from batchway.metrics import Metrics
 
 __all__ = [
@@ -153,12 +154,14 @@ class SyncProxy:
         quotas: Quotas,
         accounting: Accounting,
         metrics: Metrics,
+        slots: InteractiveSlots | None = None,
     ) -> None:
         self.router = router
         self.providers = providers
         self.quotas = quotas
         self.accounting = accounting
         self.metrics = metrics
+        self.slots = slots  # providers' concurrency shared with other processes, if so
 
     async def call(
         self,
@@ -183,16 +186,23 @@ class SyncProxy:
                 failure = limited  # this provider is full: the next route may have room
                 continue
             provider = self.providers[route.provider]
+            slots = self.slots.of(route.provider) if self.slots is not None else None
             upstream_body = orjson.dumps({**body, "model": route.model})
             try:
                 if body.get("stream"):
                     chunks = provider.stream(endpoint, upstream_body)
+                    if slots is not None:
+                        chunks = _holding(slots, chunks)
                     first = await anext(chunks, b"")
                     return Answer(
                         headers={**call.headers, "cache-control": "no-cache"},
                         stream=call.relay(first, chunks, route, ticket, dialect),
                     )
-                answer = await provider.send(endpoint, upstream_body)
+                if slots is None:
+                    answer = await provider.send(endpoint, upstream_body)
+                else:
+                    async with slots.call():
+                        answer = await provider.send(endpoint, upstream_body)
             except UpstreamError as error:
                 failure = dialect.client_error(error)
                 last = (route, ticket, error)
@@ -360,8 +370,8 @@ class _Call:
         half-way ends it with the dialect's error event, as the status line has gone."""
         tap = StreamTap()
         tap.feed(first)
-        yield first
         try:
+            yield first
             async for chunk in rest:
                 tap.feed(chunk)
                 yield chunk
@@ -375,6 +385,19 @@ class _Call:
             yield dialect.error_event(GatewayError())
         finally:
             self.finish(route, ticket, usage=tap.usage(), status_code=200)
+            if isinstance(rest, AsyncGenerator):  # a client gone half-way: end the upstream
+                await rest.aclose()  # stream now (its connection, its room in the pool)
+
+
+async def _holding(slots: SharedSlots, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A stream that holds a call's room in the pool from before its request until it ends
+    (or, dropped half-way, until the event loop closes it)."""
+    await slots.acquire()
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        slots.release()
 
 
 def usage_of_answer(body: bytes) -> Usage:

@@ -30,7 +30,7 @@ import orjson
 
 from batchway.config import Config
 from batchway.core import clock
-from batchway.core.concurrency import SharedSlots, batch_share
+from batchway.core.concurrency import SharedSlots, provider_limits, provider_pool
 from batchway.core.engine import BatchEngine, RenderResult, Step
 from batchway.core.models import BatchItem, ItemOutcome, LineRecord
 from batchway.core.ports import (
@@ -192,13 +192,16 @@ class Worker:
         self._housekeeping_idle = self._idle_wait()
         self._native_idle = self._idle_wait()
         if concurrency is not None:
+            limits = provider_limits(config, providers)
             for name, lane in self._lanes.items():
-                share = config.providers[name].interactive_share if name in config.providers else 0
+                limit, cap = limits[name]
                 lane.slots = SharedSlots(
                     concurrency,
-                    f"batch:{name}",
+                    provider_pool(name),
                     self.id,
-                    limit=batch_share(lane.size, share),
+                    limit=limit,
+                    kind="batch",
+                    cap=cap,
                     ttl_seconds=config.rate_limits.concurrency_lease_seconds,
                     renew_seconds=config.rate_limits.concurrency_lease_seconds / 5,
                 )
