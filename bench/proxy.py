@@ -9,7 +9,7 @@ gateway process's own CPU time per request (read from /proc) — its overhead pe
     .venv/bin/python bench/proxy.py [--requests 3000] [--concurrency 1,32] [--rounds 2]
                                     [--api-key KEY] [--client aiohttp|wrk] [--seconds 10]
                                     [--pin] [--sample-rate R] [--upstream-delay S]
-                                    [--max-concurrency N] [--limits]
+                                    [--max-concurrency N] [--limits] [--redis URL]
 
 ``--api-key`` gives the provider a key (the fake upstream ignores it), so that every answer
 is checked for it on its way back (masking); ``none`` (the default) sends no key.
@@ -24,7 +24,9 @@ anywhere), as one measures on a two-core machine. ``--sample-rate`` sets the gat
 ``fake-slow``), and ``--max-concurrency`` sets the provider's ``max_concurrency`` (the
 default, when not given). ``--limits`` gives the bench's key rate limits (requests and
 tokens per minute) and a budget, all far above what the run uses, so that every request
-passes the checks without being refused.
+passes the checks without being refused. ``--redis`` counts rate limits and the provider's
+shared concurrency in that Redis (``rate_limits.backend: redis``), as a replica of a cluster
+does: every call then holds room in the provider's cluster-wide pool.
 """
 
 from __future__ import annotations
@@ -203,6 +205,7 @@ def main() -> None:
     parser.add_argument("--upstream-delay", type=float)
     parser.add_argument("--max-concurrency", type=int)
     parser.add_argument("--limits", action="store_true")
+    parser.add_argument("--redis")
     args = parser.parse_args()
     if args.client == "wrk" and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -238,6 +241,9 @@ def main() -> None:
     }
     if args.sample_rate is not None:
         config["logs"] = {"sync_sample_rate": args.sample_rate}
+    if args.redis is not None:
+        prefix = f"bench-proxy-{os.getpid()}"
+        config["rate_limits"] = {"backend": "redis", "redis_url": args.redis, "prefix": prefix}
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
     gateway = _start(
         [sys.executable, "-m", "batchway.cli.main", "serve", "--config", str(tmp / "config.yaml")]

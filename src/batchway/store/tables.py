@@ -244,7 +244,9 @@ usage_hourly = Table(
     Column("cached_tokens", BigInteger, nullable=False),
     Column("output_tokens", BigInteger, nullable=False),
     Column("cost_usd", Float, nullable=False),
-    # in this order, SQLite adds up a period's hours per model (or overall) as it reads
+    # hour first: a period's hours are one range of the table
     PrimaryKeyConstraint("hour_ms", "kind", "model", "provider", "key_id"),
+    # what a key has spent (budgets, the console's keys): its own hours, read from the index
+    Index("ix_usage_hourly_key_spend", "key_id", "hour_ms", "cost_usd"),
     sqlite_with_rowid=False,
 )
