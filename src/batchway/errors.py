@@ -69,6 +69,7 @@ class GatewayError(Exception):
     status_code = 500
     error_type = "server_error"
     retryable = False
+    headers: dict[str, str] | None = None  # sent with the error (a request id, rate limits)
 
     def __init__(
         self, message: str | None = None, *, param: str | None = None, code: str | None = None

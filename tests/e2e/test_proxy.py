@@ -108,6 +108,22 @@ def test_errors(pgw: RunningGateway):
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_a_failed_call_answers_with_the_request_id_of_its_log_row(pgw: RunningGateway):
+    admin = {"authorization": f"Bearer {pgw.admin_key}"}
+    made = httpx.post(f"{pgw.base_url}/admin/keys", json={"name": "ids"}, headers=admin).json()
+    client = pgw.client(made["key"])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="fake-400", messages=[{"role": "user", "content": "x"}]
+        )
+    request_id = refused.value.response.headers["x-request-id"]
+    pgw.run(pgw.gateway.accounting.flush())
+
+    logs = httpx.get(f"{pgw.base_url}/admin/logs", params={"key": made["id"]}, headers=admin)
+    [row] = logs.json()["data"]
+    assert (row["status"], row["request_id"]) == ("failed", request_id)
+
+
 def test_with_sync_logs_off_no_row_is_written_but_usage_and_spend_count_exactly(make_gateway):
     gw: RunningGateway = make_gateway(
         logs={"sync_sample_rate": 0}, prices={"fake-ok": {"input": 2.0, "output": 8.0}}

@@ -93,9 +93,9 @@ def _render(
 
 async def handle_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    headers = None
+    headers = exc.headers
     if isinstance(exc, RateLimited):
-        headers = exc.headers or {"retry-after": retry_after_header(exc.retry_after)}
+        headers = {"retry-after": retry_after_header(exc.retry_after), **(headers or {})}
     return _render(
         request,
         exc.status_code,

@@ -214,6 +214,8 @@ class SyncProxy:
         if last is not None:  # one log row for the request, with the last route's failure
             call.failed(*last)
         assert failure is not None
+        # the client's error carries the request's id (its log row's) and the key's limits
+        failure.headers = {**call.headers, **(failure.headers or {})}
         raise failure
 
     async def _admit(
