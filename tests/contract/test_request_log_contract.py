@@ -422,6 +422,10 @@ async def test_spent(logs: RequestLogs) -> None:
     assert await logs.spent("key_a", T0 + 2) == 0.0
     assert await logs.spent("key_b", None) == pytest.approx(8.0)
     assert await logs.spent("key_nobody", None) == 0.0
+    # every key in one read: the same figures
+    assert await logs.spent_by_key(None) == pytest.approx({"key_a": 1.75, "key_b": 8.0})
+    assert await logs.spent_by_key(T0) == pytest.approx({"key_a": 0.75, "key_b": 8.0})
+    assert await logs.spent_by_key(T0 + 2) == {}
 
 
 async def test_delete_older_than_goes_in_chunks(logs: RequestLogs) -> None:

@@ -177,6 +177,10 @@ async def test_calls_without_a_row_count_in_whole_hours_and_spend(logs: RequestL
         assert await logs.spent(key, since) == sum(
             c.cost_usd for c in mine if c.created_at_ms >= since
         )
+    for since in (None, T0 + DAY_MS, T0 + DAY_MS + 1_800_000):
+        by_key = await logs.spent_by_key(since)
+        assert by_key == pytest.approx({key: await logs.spent(key, since) for key in by_key})
+        assert set(by_key) == {c.key_id for c in calls if since is None or c.created_at_ms >= since}
 
     cutoff = T0 + DAY_MS + 1_800_000
     await logs.delete_older_than(cutoff)

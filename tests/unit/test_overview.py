@@ -187,6 +187,8 @@ async def test_key_standing_counts_spending_and_recent_traffic(setup: Setup):
     assert b.budget_left_usd == pytest.approx(5.5)
     assert (b.last_minute.requests, b.last_hour.requests) == (1, 2)
     assert standings["key_a"].budget_left_usd is None
+    for standing in standings.values():  # all keys at once reads as each key alone
+        assert standing == await setup.overview.key_standing(standing.key)
 
 
 def _log(

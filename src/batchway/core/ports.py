@@ -452,6 +452,10 @@ class RequestLogs(Protocol):
         """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None."""
         ...
 
+    async def spent_by_key(self, since_ms: int | None) -> dict[str, float]:
+        """What every key that spent anything has cost since ``since_ms``, or ever."""
+        ...
+
     async def delete_older_than(self, cutoff_ms: int, *, chunk: int = ...) -> int:
         """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction; returns
         how many went."""

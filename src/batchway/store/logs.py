@@ -119,6 +119,33 @@ def _matching(filters: LogFilter, *, time_index: bool = True) -> list[ColumnElem
     return conditions
 
 
+async def _spent(
+    conn: AsyncConnection, since_ms: int | None, key_id: str | None
+) -> dict[str, float]:
+    """Cost per key since ``since_ms`` (one key's, or every key's): whole hours from their
+    totals, the part of an hour before them from the logs."""
+    hours, edges = whole_hours(since_ms, None)
+    first = hours[0] if hours is not None else None
+    u, t = usage_hourly.c, request_logs.c
+    in_hours = [u.key_id == key_id] if key_id is not None else []
+    if first is not None:
+        in_hours.append(u.hour_ms >= first)
+    statements = [
+        select(u.key_id, func.sum(u.cost_usd)).where(*in_hours).group_by(u.key_id),
+        *(
+            select(t.key_id, func.sum(t.cost_usd))
+            .where(*_matching(LogFilter(key_id=key_id, since_ms=since, until_ms=until)))
+            .group_by(t.key_id)
+            for since, until in edges
+        ),
+    ]
+    spent: dict[str, float] = {}
+    for statement in statements:
+        for key, cost in await conn.execute(statement):
+            spent[key] = spent.get(key, 0.0) + float(cost or 0.0)
+    return spent
+
+
 async def _window_ids(
     conn: AsyncConnection, filters: LogFilter, before_id: int | None
 ) -> list[ColumnElement[bool]] | None:
@@ -256,22 +283,13 @@ class SqlRequestLogs:
         """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None: its
         whole hours' usage (which counts calls that keep no log row too), and the logs of the
         part of an hour before them."""
-        hours, edges = whole_hours(since_ms, None)
-        first = hours[0] if hours is not None else None
-        u = usage_hourly.c
-        in_hours = select(func.sum(u.cost_usd)).where(
-            u.key_id == key_id, *([u.hour_ms >= first] if first is not None else [])
-        )
-        total = 0.0
         async with self._store._read() as conn:
-            total += float((await conn.execute(in_hours)).scalar() or 0.0)
-            for since, until in edges:
-                conditions = _matching(LogFilter(key_id=key_id, since_ms=since, until_ms=until))
-                value = (
-                    await conn.execute(select(func.sum(request_logs.c.cost_usd)).where(*conditions))
-                ).scalar()
-                total += float(value or 0.0)
-        return total
+            return (await _spent(conn, since_ms, key_id)).get(key_id, 0.0)
+
+    async def spent_by_key(self, since_ms: int | None) -> dict[str, float]:
+        """What every key that spent anything has cost since ``since_ms``, in one read."""
+        async with self._store._read() as conn:
+            return await _spent(conn, since_ms, None)
 
     async def delete_older_than(self, cutoff_ms: int, *, chunk: int = DELETE_CHUNK) -> int:
         """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction (taken

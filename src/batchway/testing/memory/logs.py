@@ -138,20 +138,26 @@ class MemoryRequestLogs:
     async def spent(self, key_id: str, since_ms: int | None) -> float:
         """What ``key_id`` has cost since ``since_ms`` (epoch ms), or ever when None: its
         whole hours' usage, and the logs of the part of an hour before them."""
+        return (await self._spent(since_ms, key_id)).get(key_id, 0.0)
+
+    async def spent_by_key(self, since_ms: int | None) -> dict[str, float]:
+        """What every key that spent anything has cost since ``since_ms``."""
+        return await self._spent(since_ms, None)
+
+    async def _spent(self, since_ms: int | None, key_id: str | None) -> dict[str, float]:
         await turn()
         hours, edges = whole_hours(since_ms, None)
         first = hours[0] if hours is not None else None
-        total = sum(
-            totals.cost_usd
-            for (hour, key, *_), totals in self._tables.usage.items()
-            if key == key_id and (first is None or hour >= first)
-        )
+        spent: dict[str, float] = {}
+        for (hour, key, *_), totals in self._tables.usage.items():
+            if (key_id is None or key == key_id) and (first is None or hour >= first):
+                spent[key] = spent.get(key, 0.0) + totals.cost_usd
         for since, until in edges:
             wanted = LogFilter(key_id=key_id, since_ms=since, until_ms=until)
-            total += sum(
-                log.cost_usd for log in self._tables.logs.values() if _matches(log, wanted)
-            )
-        return float(total)
+            for log in self._tables.logs.values():
+                if _matches(log, wanted):
+                    spent[log.key_id] = spent.get(log.key_id, 0.0) + log.cost_usd
+        return spent
 
     async def delete_older_than(self, cutoff_ms: int, *, chunk: int = DELETE_CHUNK) -> int:
         """Delete the logs from before ``cutoff_ms``, ``chunk`` rows per transaction; returns
