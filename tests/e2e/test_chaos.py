@@ -1,13 +1,15 @@
 """Chaos: 2 API replicas and 3 workers on PostgreSQL, Redis and S3 run a 20,000-line batch
 against an upstream with 50 ms of latency while a random replica or worker is killed (-9)
-every few seconds and started again. The batch completes with every line exactly once,
-logged and priced once; calls repeated by the kills stay within what was in flight; the
-upstream never sees more than the provider's cluster-wide ``max_concurrency``."""
+every few seconds and started again, and live chat completions go to the replicas all along.
+The batch completes with every line exactly once, logged and priced once; calls repeated by
+the kills stay within what was in flight; the upstream never sees more than the provider's
+cluster-wide ``max_concurrency``, batch lines and live calls together."""
 
 from __future__ import annotations
 
 import collections
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +47,7 @@ def cluster(
         providers={
             "fake": {
                 "max_concurrency": CONCURRENCY,
-                "interactive_share": 0.0,
+                "interactive_share": 0.25,  # batch lines at most 18 at once, live calls 6+
                 "timeout_seconds": 10,
             }
         },
@@ -91,6 +93,25 @@ class Client:
             time.sleep(0.05)  # both replicas down at once: one is starting again
         raise AssertionError("no replica answered")
 
+    def live_traffic(self, tag: str, stop: threading.Event) -> collections.Counter[str]:
+        """Chat completions one after another to a random replica until ``stop``: how many
+        were answered, and how many met a replica killed or starting (no other failure)."""
+        seen: collections.Counter[str] = collections.Counter()
+        rng = random.Random(tag)
+        while not stop.is_set():
+            client = rng.choice(self._clients)
+            try:
+                client.chat.completions.create(
+                    model="fake-slow",
+                    messages=[{"role": "user", "content": f"live-{tag}-{seen.total()}"}],
+                    timeout=30,
+                )
+                seen["answered"] += 1
+            except openai.APIConnectionError:
+                seen["replica down"] += 1
+                time.sleep(0.05)
+        return seen
+
 
 @pytest.mark.slow
 def test_a_batch_survives_random_kills_across_the_cluster(
@@ -110,6 +131,16 @@ def test_a_batch_survives_random_kills_across_the_cluster(
         completion_window="24h",
     )
     client = Client(replicas, key)
+    stop_live = threading.Event()
+    live: list[collections.Counter[str]] = []
+    talkers = [
+        threading.Thread(
+            target=lambda n=n: live.append(client.live_traffic(f"{tag}-{n}", stop_live))
+        )
+        for n in range(4)
+    ]
+    for talker in talkers:
+        talker.start()
 
     rng = random.Random(7)
     kills: collections.Counter[str] = collections.Counter()
@@ -128,6 +159,11 @@ def test_a_batch_survives_random_kills_across_the_cluster(
             next_kill = time.monotonic() + rng.uniform(*KILL_EVERY)
         time.sleep(0.1)  # polling, as a client of the batch API does
 
+    stop_live.set()
+    for talker in talkers:
+        talker.join(timeout=60)
+    assert len(live) == 4
+    assert sum(c["answered"] for c in live) >= 100, live  # live traffic went on throughout
     assert sum(kills.values()) >= 3, kills  # the run saw real chaos
     assert current.status == "completed", current
     assert current.request_counts is not None
@@ -140,12 +176,14 @@ def test_a_batch_survives_random_kills_across_the_cluster(
     # upstream: every line went, repeats only from kills (at most the calls in flight, which
     # the cluster-wide limit bounds), and never more calls at once than that limit
     sent = collections.Counter(
-        r.json["messages"][0]["content"] for r in fake.requests if r.model == "fake-slow"
+        r.json["messages"][0]["content"]
+        for r in fake.requests
+        if r.model == "fake-slow" and r.json["messages"][0]["content"].startswith(f"{tag}:")
     )
     assert set(sent) == {f"{tag}:{i}" for i in range(LINES)}
     repeats = sum(count - 1 for count in sent.values())
     assert repeats <= kills["worker"] * CONCURRENCY, (repeats, kills)
-    assert fake.max_in_flight <= CONCURRENCY, fake.max_in_flight
+    assert fake.max_in_flight <= CONCURRENCY, fake.max_in_flight  # live calls included
 
     # logged and priced once
     rows = _all_log_rows(replicas[0].base_url, batch.id)
