@@ -79,9 +79,15 @@ class GatewayProcess:
         return self.process.wait(60)
 
     def stop(self) -> None:
+        """SIGTERM, and SIGKILL if it has not gone within 10 s: a test's end never leaves a
+        process behind (nor stops the next one from being stopped)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(10)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
 
 
 class WorkerProcess(GatewayProcess):
