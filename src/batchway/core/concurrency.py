@@ -9,8 +9,8 @@ calls in flight, or the grant in force if that is more). The pool:
 - never grants more than the limit less what the other holders hold, and records a
   holder's share as ``max(grant, busy)``, so calls already under way are counted until they
   end: the calls in flight across all processes never exceed the limit;
-- gives a holder at most an even share of the limit while another holder wants more than
-  it has, so one busy process cannot keep the others out;
+- gives a holder at most an even share of what its kind may use while another holder of
+  its kind wants more than it has, so one busy process cannot keep the others out;
 - forgets a holder that has not renewed for ``ttl_seconds`` (a killed process).
 
 A provider has one pool, ``calls:{provider}``, shared by its two kinds of holder:
@@ -22,7 +22,7 @@ A provider has one pool, ``calls:{provider}``, shared by its two kinds of holder
   the room returns as batch calls end.
 
 So batch and interactive calls across all processes never exceed the limit, and a big batch
-never takes the interactive share. Even shares apply among holders of one kind.
+never takes the interactive share.
 
 An interactive holder also asks for some *spare* room beyond the calls it wants, granted
 only out of the part of the interactive share no interactive holder uses: a new call seldom
