@@ -48,7 +48,10 @@ Usage::
     .venv/bin/python bench/executor.py [--lines N] [--concurrency 4,64]
         [--database sqlite|postgresql] [--rounds 2]
         [--arms aiohttp,aiohttp-files,openai,openai-aiohttp,gateway]
-        [--profile] [--output PATH]
+        [--profile] [--output PATH] [--upstream-delay S]
+
+``--upstream-delay S`` makes every answer take S seconds (the fake's ``fake-slow``), as a
+real provider does: the arms are then bound by the upstream, not by their own CPU.
 """
 
 from __future__ import annotations
@@ -112,10 +115,10 @@ ARMS = ("aiohttp", "aiohttp-files", "openai", "openai-aiohttp", "gateway")
 # --------------------------------------------------------------------------- upstream
 
 
-def _serve_fake(port: int) -> None:
+def _serve_fake(port: int, slow_seconds: float) -> None:
     """Child-process entry point: the fake upstream in the foreground, quietly."""
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    fake_upstream.main(HOST, port)
+    fake_upstream.main(HOST, port, slow_seconds=slow_seconds)
 
 
 def free_port() -> int:
@@ -163,10 +166,13 @@ def upstream_answers(port: int) -> bool:
         conn.close()
 
 
-def start_upstream() -> Upstream:
-    """Start the fake upstream in a spawned process and wait (bounded) until it answers."""
+def start_upstream(slow_seconds: float = 0.0) -> Upstream:
+    """Start the fake upstream in a spawned process and wait (bounded) until it answers
+    (``fake-slow`` after ``slow_seconds``)."""
     port = free_port()
-    process = mp.get_context("spawn").Process(target=_serve_fake, args=(port,), daemon=True)
+    process = mp.get_context("spawn").Process(
+        target=_serve_fake, args=(port, slow_seconds), daemon=True
+    )
     process.start()
     upstream = Upstream(process=process, port=port)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -1079,6 +1085,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile", action="store_true", help="also profile one gateway drain (cProfile)"
     )
     parser.add_argument("--output", type=Path, default=None, help="JSON results path")
+    parser.add_argument(
+        "--upstream-delay",
+        type=float,
+        default=None,
+        help="every answer takes this many seconds (the fake's fake-slow) instead of none",
+    )
     args = parser.parse_args(argv)
     if args.lines < 1 or args.rounds < 1 or min(args.concurrency) < 1:
         parser.error("--lines, --rounds and every concurrency must be at least 1")
@@ -1094,7 +1106,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.rounds} rounds",
         file=sys.stderr,
     )
-    upstream = start_upstream()
+    global MODEL
+    if args.upstream_delay is not None:
+        MODEL = "fake-slow"  # every arm asks for it
+    upstream = start_upstream(args.upstream_delay or 0.0)
     profile = None
     try:
         results = run_all(upstream, args)
