@@ -170,7 +170,7 @@ class SharedSlots:
         headroom: float = 0.0,
         min_headroom: int = 0,
         ttl_seconds: float = 10.0,
-        renew_seconds: float = 1.0,
+        renew_seconds: float | None = None,
         min_renew_seconds: float = 0.01,
     ) -> None:
         self._pool = pool
@@ -183,7 +183,8 @@ class SharedSlots:
         self._headroom = headroom
         self._min_headroom = min_headroom
         self._ttl = ttl_seconds
-        self._renew = renew_seconds
+        # renewed five times a lease by default: a missed renewal or two never loses it
+        self._renew = ttl_seconds / 5 if renew_seconds is None else renew_seconds
         self._min_renew = min_renew_seconds
         self.granted = 0
         self.busy = 0
@@ -341,7 +342,6 @@ class InteractiveSlots:
                 headroom=_HEADROOM_SHARE,
                 min_headroom=self._headroom,
                 ttl_seconds=self._ttl,
-                renew_seconds=self._ttl / 5,
             )
             self._renewers.append(asyncio.create_task(slots.run(), name=f"slots-{provider}"))
         return slots

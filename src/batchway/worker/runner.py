@@ -203,7 +203,6 @@ class Worker:
                     kind="batch",
                     cap=cap,
                     ttl_seconds=config.rate_limits.concurrency_lease_seconds,
-                    renew_seconds=config.rate_limits.concurrency_lease_seconds / 5,
                 )
         self._native = NativeBatches(
             worker_id=self.id,
