@@ -1,8 +1,9 @@
 """One path for every synchronous call, whatever the client's dialect.
 
 A call goes: the model's routes (weighted order) → the key's rate limits and budget → for
-each route in turn, the provider's rate limits and the upstream call → the answer, or the
-stream, passed on as the provider sent it → settled token charges, the price and a
+each route in turn, the provider's rate limits and the upstream call (holding room in the
+provider's cluster-wide concurrency, when shared) → the answer, or the stream, passed on as
+the provider sent it → settled token charges, the price and a
 request-log row (queued, written off the request path). A retryable failure (429, 5xx,
 timeout, connection error) before any byte went to the client moves on to the next route,
 in every dialect alike. The dialect only says how a missing model, an upstream failure and
