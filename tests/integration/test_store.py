@@ -20,6 +20,7 @@ from sqlalchemy.engine import Row
 from batchway.config import Config
 from batchway.core.states import BatchStatus, ItemState
 from batchway.store.migrate import migrate
+from batchway.store.plans import Many, Plan, Rows
 from batchway.store.sql import SqlStore, create_engine
 from batchway.store.tables import batch_items
 from tests.contract.factories import (
@@ -207,3 +208,17 @@ async def test_a_write_cancelled_mid_statement_leaves_the_database_writable(
 
     await asyncio.wait_for(next_write(), timeout=10)
     assert [row.attempts for row in await item_rows(store, batch_id)] == [1]
+
+
+async def test_a_read_plan_may_not_write(store: SqlStore) -> None:
+    """A plan run as reads is refused at its first write, on either database, and leaves
+    nothing written."""
+    batch_id = await make_batch(store, 1)
+
+    def plan() -> Plan[None]:
+        yield Rows("SELECT 1", ())
+        yield Many("UPDATE batch_items SET attempts = 99", [()])
+
+    with pytest.raises(TypeError, match="read-only plan wrote"):
+        await store._read_plan(plan())
+    assert [row.attempts for row in await item_rows(store, batch_id)] == [0]

@@ -205,7 +205,7 @@ class SqlBase:
         outside any write transaction."""
         if not self.is_sqlite:
             async with self._read() as conn:
-                return await run_on(conn, plan)
+                return await run_on(conn, plan, writes=False)
         return await self._in_sqlite_thread(read_in_sqlite, plan)
 
     async def _in_sqlite_thread(

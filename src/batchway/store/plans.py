@@ -93,14 +93,17 @@ def run_in_sqlite(db: sqlite3.Connection, plan: Plan[_T]) -> _T:
     return result
 
 
-async def run_on(conn: AsyncConnection, plan: Plan[_T]) -> _T:
-    """Run ``plan``'s statements on ``conn``, inside the transaction the caller holds."""
+async def run_on(conn: AsyncConnection, plan: Plan[_T], *, writes: bool = True) -> _T:
+    """Run ``plan``'s statements on ``conn``, inside the transaction the caller holds
+    (``writes=False``: a read-only plan, refused at its first `Many`, as on SQLite)."""
     try:
         rows: Sequence[Sequence[Any]] = ()
         step = next(plan)
         while True:
             if isinstance(step, Rows):
                 rows = (await conn.exec_driver_sql(step.sql, step.params)).all()
+            elif not writes:
+                raise TypeError("a read-only plan wrote")
             else:
                 await run_many(conn, step)
                 rows = ()
