@@ -19,6 +19,9 @@ for each concurrency C and each round, these arms on the same N chat-completion 
   read line by line, each line's ``body`` posted, each answer written as an output line
   (``custom_id``, status, request id, body) to a JSONL file — the floor for running a batch
   file with no durability at all;
+- ``aiohttp-plain``: that script as it is first written: asyncio's own event loop
+  (``asyncio.run``, not uvloop), the standard library's ``json``, aiohttp's ``json=`` and
+  ``response.json()`` — a plain aiohttp loop over the file;
 - ``gateway``: the gateway opened in-process (``open_gateway``) on a fresh database, the N
   lines uploaded as a JSONL file and created as a batch, then ``await gateway.worker.drain()``
   timed: validation + execution + finalization. The provider has ``max_concurrency`` C.
@@ -26,7 +29,8 @@ for each concurrency C and each round, these arms on the same N chat-completion 
   ``batchway worker`` set it (``batchway.collector.set_for_serving``).
 
 Every arm gets a warm-up first (a few requests, or a small batch drained) so connections are
-open and lazy imports done. Each arm runs in a fresh uvloop event loop; the arm order is
+open and lazy imports done. Each arm runs in a fresh uvloop event loop (``aiohttp-plain`` in
+a fresh asyncio one); the arm order is
 reversed in every other round. Wall time and the process's CPU time (all threads, so the
 SQLite driver thread counts) are measured around the timed part only; the upstream's CPU is
 read from ``/proc``; with ``--database postgresql`` so is the PostgreSQL server's (every
@@ -47,7 +51,7 @@ Usage::
 
     .venv/bin/python bench/executor.py [--lines N] [--concurrency 4,64]
         [--database sqlite|postgresql] [--rounds 2]
-        [--arms aiohttp,aiohttp-files,openai,openai-aiohttp,gateway]
+        [--arms aiohttp,aiohttp-files,aiohttp-plain,openai,openai-aiohttp,gateway]
         [--profile] [--output PATH] [--upstream-delay S]
 
 ``--upstream-delay S`` makes every answer take S seconds (the fake's ``fake-slow``), as a
@@ -109,7 +113,7 @@ MIN_ARM_TIMEOUT_S = 120.0
 MIN_LINES_PER_S_FOR_TIMEOUT = 20  # an arm slower than this is aborted (bounded runtime)
 UPLOAD_CHUNK = 256 * 1024
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ARMS = ("aiohttp", "aiohttp-files", "openai", "openai-aiohttp", "gateway")
+ARMS = ("aiohttp", "aiohttp-files", "aiohttp-plain", "openai", "openai-aiohttp", "gateway")
 
 
 # --------------------------------------------------------------------------- upstream
@@ -530,34 +534,70 @@ async def aiohttp_file_worker(
     return ok
 
 
+async def plain_file_worker(
+    session: aiohttp.ClientSession, url: str, lines: Iterator[bytes], output: io.BufferedWriter
+) -> int:
+    """`aiohttp_file_worker` as a first script has it: the standard library's ``json``, and
+    aiohttp's own ``json=`` and ``response.json()``."""
+    ok = 0
+    for raw in lines:
+        line = json.loads(raw)
+        async with session.post(
+            url, json=line["body"], headers={"authorization": "Bearer x"}
+        ) as response:
+            status, answer = response.status, await response.json()
+            request_id = response.headers.get("x-request-id")
+        result = {
+            "id": f"batch_req_{ok}",
+            "custom_id": line["custom_id"],
+            "response": {"status_code": status, "request_id": request_id, "body": answer},
+            "error": None,
+        }
+        output.write(json.dumps(result).encode() + b"\n")
+        ok += status == 200
+    return ok
+
+
 async def aiohttp_file_loop(
-    session: aiohttp.ClientSession, url: str, input_path: Path, lines: int, c: int
+    session: aiohttp.ClientSession,
+    url: str,
+    input_path: Path,
+    lines: int,
+    c: int,
+    worker: Callable[..., Awaitable[int]] = aiohttp_file_worker,
 ) -> int:
     """The batch as a short script would run it: the JSONL file read line by line, C
     tasks posting the bodies, every answer written to an output JSONL file."""
     with input_path.open("rb") as source, input_path.with_suffix(".out").open("wb") as output:
         shared = iter(source)
-        workers = [aiohttp_file_worker(session, url, shared, output) for _ in range(c)]
+        workers = [worker(session, url, shared, output) for _ in range(c)]
         done = await asyncio.wait_for(asyncio.gather(*workers), arm_timeout(lines))
     return sum(done)
 
 
 async def measure_aiohttp_files(
-    upstream: Upstream, lines: int, concurrency: int, round_no: int, database: str
+    upstream: Upstream,
+    lines: int,
+    concurrency: int,
+    round_no: int,
+    database: str,
+    arm: str = "aiohttp-files",
 ) -> RunResult:
     url = f"{upstream.base_url}/chat/completions"
+    worker = plain_file_worker if arm == "aiohttp-plain" else aiohttp_file_worker
     with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
         warm, timed_input = Path(tmp) / "warm.jsonl", Path(tmp) / "input.jsonl"
         warm.write_bytes(input_jsonl(warmup_lines(concurrency), "warm"))
         timed_input.write_bytes(input_jsonl(lines, "bench"))
         async with aiohttp_session(concurrency) as session:
-            await aiohttp_file_loop(session, url, warm, warmup_lines(concurrency), concurrency)
+            warm_lines = warmup_lines(concurrency)
+            await aiohttp_file_loop(session, url, warm, warm_lines, concurrency, worker)
             gc.collect()
             with timed(upstream) as window:
-                ok = await aiohttp_file_loop(session, url, timed_input, lines, concurrency)
+                ok = await aiohttp_file_loop(session, url, timed_input, lines, concurrency, worker)
     if ok != lines:
-        raise RuntimeError(f"aiohttp-files: only {ok} of {lines} lines answered 200")
-    return result_of(round_no, "aiohttp-files", database, concurrency, lines, window)
+        raise RuntimeError(f"{arm}: only {ok} of {lines} lines answered 200")
+    return result_of(round_no, arm, database, concurrency, lines, window)
 
 
 def warmup_lines(concurrency: int) -> int:
@@ -743,6 +783,11 @@ def run_arm(
             lambda: measure_aiohttp_files(
                 upstream, args.lines, concurrency, round_no, args.database
             )
+        )
+    if arm == "aiohttp-plain":  # asyncio's own event loop, as a script run plainly has it
+        gc.collect()
+        return asyncio.run(
+            measure_aiohttp_files(upstream, args.lines, concurrency, round_no, args.database, arm)
         )
     return run_in_uvloop(
         lambda: measure_openai(arm, upstream, args.lines, concurrency, round_no, args.database)

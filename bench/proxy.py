@@ -27,6 +27,11 @@ tokens per minute) and a budget, all far above what the run uses, so that every 
 passes the checks without being refused. ``--redis`` counts rate limits and the provider's
 shared concurrency in that Redis (``rate_limits.backend: redis``), as a replica of a cluster
 does: every call then holds room in the provider's cluster-wide pool.
+
+``--floor`` adds a third arm, ``floor``: a bare relay on the gateway's own stack (uvicorn with
+httptools and uvloop, one aiohttp session; ``bench/_relay.py``), pinned as the gateway is. It
+does nothing of its own, so gateway minus floor is what the gateway's own work costs: its
+CPU per request and its added median, measured in the same run.
 """
 
 from __future__ import annotations
@@ -206,6 +211,7 @@ def main() -> None:
     parser.add_argument("--max-concurrency", type=int)
     parser.add_argument("--limits", action="store_true")
     parser.add_argument("--redis")
+    parser.add_argument("--floor", action="store_true")
     args = parser.parse_args()
     if args.client == "wrk" and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -251,6 +257,16 @@ def main() -> None:
         tmp / "gateway.log",
         pin=1 if args.pin else None,
     )
+    servers = {"gateway": gateway}
+    if args.floor:
+        relay_port = free_port()
+        upstream_url = f"http://{HOST}:{upstream_port}/v1/chat/completions"
+        servers["floor"] = _start(
+            [sys.executable, str(Path(__file__).with_name("_relay.py"))]
+            + ["--port", str(relay_port), "--upstream", upstream_url],
+            tmp / "relay.log",
+            pin=1 if args.pin else None,
+        )
     try:
         _wait_until_up(f"http://{HOST}:{upstream_port}/v1/models", upstream)
         _wait_until_up(f"http://{HOST}:{gateway_port}/healthz", gateway)
@@ -268,6 +284,10 @@ def main() -> None:
             ),
         }
         models = {"direct": upstream_model, "gateway": "fake-ok"}
+        if args.floor:
+            arms["floor"] = (f"http://{HOST}:{relay_port}/", {})
+            models["floor"] = upstream_model
+            _wait_until_up(arms["floor"][0], servers["floor"])
         scripts = {arm: _wrk_script(tmp, arm, arms[arm][1], models[arm]) for arm in arms}
         runs: list[Run] = []
         for concurrency in (int(c) for c in args.concurrency.split(",")):
@@ -275,25 +295,26 @@ def main() -> None:
                 order = list(arms) if round_ % 2 == 0 else list(reversed(arms))
                 for arm in order:
                     url, headers = arms[arm]
+                    server = servers.get(arm, gateway).pid  # direct: the gateway idles
                     if args.client == "wrk":
                         run, used = _drive_wrk(
-                            url, scripts[arm], args.seconds, concurrency, args.pin, gateway.pid
+                            url, scripts[arm], args.seconds, concurrency, args.pin, server
                         )
                         handled = run.requests
                     else:
-                        before = cpu_seconds(gateway.pid)
+                        before = cpu_seconds(server)
                         run = uvloop.run(
                             _drive(url, headers, args.requests, concurrency, models[arm])
                         )
-                        used = cpu_seconds(gateway.pid) - before
+                        used = cpu_seconds(server) - before
                         handled = run.requests + 50  # the warm-up's too
                     run.arm = arm
-                    if arm == "gateway":
+                    if arm in servers:
                         run.gateway_cpu_us = used / handled * 1e6
                     runs.append(run)
                     cpu = ""
                     if run.gateway_cpu_us is not None:
-                        cpu = f"  gateway CPU {run.gateway_cpu_us:.0f} µs/req"
+                        cpu = f"  {arm} CPU {run.gateway_cpu_us:.0f} µs/req"
                     print(
                         f"C={concurrency:<3} {arm:8} {run.rps:8,.0f} req/s"
                         f"  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms{cpu}"
@@ -303,17 +324,19 @@ def main() -> None:
         results.mkdir(exist_ok=True)
         (results / "proxy.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
     finally:
-        for process in (gateway, upstream):
+        for process in (*servers.values(), upstream):
             process.terminate()
             process.wait(10)
 
 
 def _summary(runs: list[Run]) -> None:
-    print("\n| C | arm | req/s | p50 ms | p99 ms | gateway CPU µs/req |")
+    print("\n| C | arm | req/s | p50 ms | p99 ms | server CPU µs/req |")
     print("|---:|---|---:|---:|---:|---:|")
     for concurrency in sorted({r.concurrency for r in runs}):
-        for arm in ("direct", "gateway"):
+        for arm in ("direct", "floor", "gateway"):
             mine = [r for r in runs if r.concurrency == concurrency and r.arm == arm]
+            if not mine:
+                continue
             cpu = [r.gateway_cpu_us for r in mine if r.gateway_cpu_us is not None]
             cpu_text = f"{statistics.mean(cpu):.0f}" if cpu else "–"
             print(
@@ -328,6 +351,18 @@ def _summary(runs: list[Run]) -> None:
         print(
             f"C={concurrency}: added p50 latency {added:.3f} ms; gateway/direct req/s {ratio:.2f}"
         )
+        floor = [r for r in runs if r.concurrency == concurrency and r.arm == "floor"]
+        if floor:
+            above = statistics.mean(r.p50_ms for r in via) - statistics.mean(
+                r.p50_ms for r in floor
+            )
+            cpu_ratio = statistics.mean(r.gateway_cpu_us or 0 for r in via) / statistics.mean(
+                r.gateway_cpu_us or 0 for r in floor
+            )
+            print(
+                f"C={concurrency}: floor adds {added - above:.3f} ms, the gateway {above:.3f} ms"
+                f" more; gateway/floor CPU per request {cpu_ratio:.2f}"
+            )
 
 
 if __name__ == "__main__":
