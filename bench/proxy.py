@@ -4,7 +4,9 @@ The fake upstream (zero latency) and ``batchway serve`` each run in their own pr
 process sends the same chat completions straight to the upstream (the baseline) and through
 the gateway, with C requests in flight, alternating the two arms over rounds. Reported: the
 added median latency (gateway minus direct, at C=1), requests/s of each arm, and the
-gateway process's own CPU time per request (read from /proc) — its overhead per request.
+gateway process's own CPU time per request (read from /proc) — its overhead per request —
+and the part of it spent in threads other than the event loop's (on SQLite, the driver's
+thread, which writes the request-log rows).
 
     .venv/bin/python bench/proxy.py [--requests 3000] [--concurrency 1,32] [--rounds 2]
                                     [--api-key KEY] [--client aiohttp|wrk] [--seconds 10]
@@ -87,6 +89,7 @@ class Run:
     p50_ms: float
     p99_ms: float
     gateway_cpu_us: float | None
+    off_loop_cpu_us: float | None = None  # of it, in threads other than the event loop's
 
     @property
     def rps(self) -> float:
@@ -158,21 +161,30 @@ def _wrk_ms(value: str) -> float:
     raise ValueError(value)
 
 
+def _cpu(pid: int) -> tuple[float, float]:
+    """A server's CPU seconds: the whole process's, and its main thread's (the event loop)."""
+    return cpu_seconds(pid), cpu_seconds(pid, main_thread=True)
+
+
+def _minus(after: tuple[float, float], before: tuple[float, float]) -> tuple[float, float]:
+    return after[0] - before[0], after[1] - before[1]
+
+
 def _drive_wrk(
     url: str, script: Path, seconds: int, concurrency: int, pin: bool, gateway: int
-) -> tuple[Run, float]:
+) -> tuple[Run, tuple[float, float]]:
     """One run of wrk (after a 2 s warm-up run whose figures are dropped), and the CPU
-    seconds the process ``gateway`` used during it."""
+    seconds the process ``gateway`` used during it (all of it, its main thread's)."""
     taskset = ["taskset", "-c", "0"] if pin else []
     command = [*taskset, "wrk", "-t1", f"-c{concurrency}", "--latency", "-s", str(script)]
     subprocess.run([*command, "-d2s", url], check=True, capture_output=True)
-    before = cpu_seconds(gateway)
+    before = _cpu(gateway)
     started = time.perf_counter()
     output = subprocess.run(
         [*command, f"-d{seconds}s", url], check=True, capture_output=True, text=True
     ).stdout
     elapsed = time.perf_counter() - started
-    used = cpu_seconds(gateway) - before
+    used = _minus(_cpu(gateway), before)
     if "Non-2xx" in output or "Socket errors" in output:
         raise SystemExit(f"{url}: wrk saw failures\n{output}")
     percentiles = {}
@@ -302,19 +314,23 @@ def main() -> None:
                         )
                         handled = run.requests
                     else:
-                        before = cpu_seconds(server)
+                        before = _cpu(server)
                         run = uvloop.run(
                             _drive(url, headers, args.requests, concurrency, models[arm])
                         )
-                        used = cpu_seconds(server) - before
+                        used = _minus(_cpu(server), before)
                         handled = run.requests + 50  # the warm-up's too
                     run.arm = arm
                     if arm in servers:
-                        run.gateway_cpu_us = used / handled * 1e6
+                        run.gateway_cpu_us = used[0] / handled * 1e6
+                        run.off_loop_cpu_us = (used[0] - used[1]) / handled * 1e6
                     runs.append(run)
                     cpu = ""
                     if run.gateway_cpu_us is not None:
-                        cpu = f"  {arm} CPU {run.gateway_cpu_us:.0f} µs/req"
+                        cpu = (
+                            f"  {arm} CPU {run.gateway_cpu_us:.0f} µs/req"
+                            f" (off the event loop {run.off_loop_cpu_us:.0f})"
+                        )
                     print(
                         f"C={concurrency:<3} {arm:8} {run.rps:8,.0f} req/s"
                         f"  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms{cpu}"
@@ -330,8 +346,8 @@ def main() -> None:
 
 
 def _summary(runs: list[Run]) -> None:
-    print("\n| C | arm | req/s | p50 ms | p99 ms | server CPU µs/req |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print("\n| C | arm | req/s | p50 ms | p99 ms | server CPU µs/req | off the event loop |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for concurrency in sorted({r.concurrency for r in runs}):
         for arm in ("direct", "floor", "gateway"):
             mine = [r for r in runs if r.concurrency == concurrency and r.arm == arm]
@@ -339,6 +355,8 @@ def _summary(runs: list[Run]) -> None:
                 continue
             cpu = [r.gateway_cpu_us for r in mine if r.gateway_cpu_us is not None]
             cpu_text = f"{statistics.mean(cpu):.0f}" if cpu else "–"
+            off = [r.off_loop_cpu_us for r in mine if r.off_loop_cpu_us is not None]
+            cpu_text += f" | {statistics.mean(off):.0f}" if off else " | –"
             print(
                 f"| {concurrency} | {arm} | {statistics.mean(r.rps for r in mine):,.0f} | "
                 f"{statistics.mean(r.p50_ms for r in mine):.2f} | "
