@@ -509,6 +509,18 @@ async def measure_aiohttp(
     return result_of(round_no, "aiohttp", database, concurrency, lines, window)
 
 
+def output_line(
+    index: int, custom_id: str, status: int, request_id: str | None, answer: Any
+) -> dict[str, Any]:
+    """A line of the loops' output file, shaped as a batch's."""
+    return {
+        "id": f"batch_req_{index}",
+        "custom_id": custom_id,
+        "response": {"status_code": status, "request_id": request_id, "body": answer},
+        "error": None,
+    }
+
+
 async def aiohttp_file_worker(
     session: aiohttp.ClientSession, url: str, lines: Iterator[bytes], output: io.BufferedWriter
 ) -> int:
@@ -523,12 +535,7 @@ async def aiohttp_file_worker(
         ) as response:
             status, answer = response.status, orjson.loads(await response.read())
             request_id = response.headers.get("x-request-id")
-        result = {
-            "id": f"batch_req_{ok}",
-            "custom_id": line["custom_id"],
-            "response": {"status_code": status, "request_id": request_id, "body": answer},
-            "error": None,
-        }
+        result = output_line(ok, line["custom_id"], status, request_id, answer)
         output.write(orjson.dumps(result) + b"\n")
         ok += status == 200
     return ok
@@ -547,12 +554,7 @@ async def plain_file_worker(
         ) as response:
             status, answer = response.status, await response.json()
             request_id = response.headers.get("x-request-id")
-        result = {
-            "id": f"batch_req_{ok}",
-            "custom_id": line["custom_id"],
-            "response": {"status_code": status, "request_id": request_id, "body": answer},
-            "error": None,
-        }
+        result = output_line(ok, line["custom_id"], status, request_id, answer)
         output.write(json.dumps(result).encode() + b"\n")
         ok += status == 200
     return ok
