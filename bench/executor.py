@@ -560,6 +560,9 @@ async def plain_file_worker(
     return ok
 
 
+FILE_WORKERS = {"aiohttp-files": aiohttp_file_worker, "aiohttp-plain": plain_file_worker}
+
+
 async def aiohttp_file_loop(
     session: aiohttp.ClientSession,
     url: str,
@@ -586,7 +589,7 @@ async def measure_aiohttp_files(
     arm: str = "aiohttp-files",
 ) -> RunResult:
     url = f"{upstream.base_url}/chat/completions"
-    worker = plain_file_worker if arm == "aiohttp-plain" else aiohttp_file_worker
+    worker = FILE_WORKERS[arm]
     with tempfile.TemporaryDirectory(prefix="bw-bench-") as tmp:
         warm, timed_input = Path(tmp) / "warm.jsonl", Path(tmp) / "input.jsonl"
         warm.write_bytes(input_jsonl(warmup_lines(concurrency), "warm"))

@@ -88,7 +88,7 @@ class Run:
     seconds: float
     p50_ms: float
     p99_ms: float
-    gateway_cpu_us: float | None
+    server_cpu_us: float | None
     off_loop_cpu_us: float | None = None  # of it, in threads other than the event loop's
 
     @property
@@ -135,7 +135,7 @@ async def _drive(
         seconds=elapsed,
         p50_ms=statistics.median(latencies) * 1000,
         p99_ms=latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        gateway_cpu_us=None,
+        server_cpu_us=None,
     )
 
 
@@ -171,20 +171,20 @@ def _minus(after: tuple[float, float], before: tuple[float, float]) -> tuple[flo
 
 
 def _drive_wrk(
-    url: str, script: Path, seconds: int, concurrency: int, pin: bool, gateway: int
+    url: str, script: Path, seconds: int, concurrency: int, pin: bool, server: int
 ) -> tuple[Run, tuple[float, float]]:
     """One run of wrk (after a 2 s warm-up run whose figures are dropped), and the CPU
-    seconds the process ``gateway`` used during it (all of it, its main thread's)."""
+    seconds the process ``server`` used during it (all of it, its main thread's)."""
     taskset = ["taskset", "-c", "0"] if pin else []
     command = [*taskset, "wrk", "-t1", f"-c{concurrency}", "--latency", "-s", str(script)]
     subprocess.run([*command, "-d2s", url], check=True, capture_output=True)
-    before = _cpu(gateway)
+    before = _cpu(server)
     started = time.perf_counter()
     output = subprocess.run(
         [*command, f"-d{seconds}s", url], check=True, capture_output=True, text=True
     ).stdout
     elapsed = time.perf_counter() - started
-    used = _minus(_cpu(gateway), before)
+    used = _minus(_cpu(server), before)
     if "Non-2xx" in output or "Socket errors" in output:
         raise SystemExit(f"{url}: wrk saw failures\n{output}")
     percentiles = {}
@@ -204,7 +204,7 @@ def _drive_wrk(
         seconds=wrk_seconds,
         p50_ms=percentiles["50%"],
         p99_ms=percentiles["99%"],
-        gateway_cpu_us=None,
+        server_cpu_us=None,
     )
     return run, used
 
@@ -322,13 +322,13 @@ def main() -> None:
                         handled = run.requests + 50  # the warm-up's too
                     run.arm = arm
                     if arm in servers:
-                        run.gateway_cpu_us = used[0] / handled * 1e6
+                        run.server_cpu_us = used[0] / handled * 1e6
                         run.off_loop_cpu_us = (used[0] - used[1]) / handled * 1e6
                     runs.append(run)
                     cpu = ""
-                    if run.gateway_cpu_us is not None:
+                    if run.server_cpu_us is not None:
                         cpu = (
-                            f"  {arm} CPU {run.gateway_cpu_us:.0f} µs/req"
+                            f"  {arm} CPU {run.server_cpu_us:.0f} µs/req"
                             f" (off the event loop {run.off_loop_cpu_us:.0f})"
                         )
                     print(
@@ -353,7 +353,7 @@ def _summary(runs: list[Run]) -> None:
             mine = [r for r in runs if r.concurrency == concurrency and r.arm == arm]
             if not mine:
                 continue
-            cpu = [r.gateway_cpu_us for r in mine if r.gateway_cpu_us is not None]
+            cpu = [r.server_cpu_us for r in mine if r.server_cpu_us is not None]
             cpu_text = f"{statistics.mean(cpu):.0f}" if cpu else "–"
             off = [r.off_loop_cpu_us for r in mine if r.off_loop_cpu_us is not None]
             cpu_text += f" | {statistics.mean(off):.0f}" if off else " | –"
@@ -374,8 +374,8 @@ def _summary(runs: list[Run]) -> None:
             above = statistics.mean(r.p50_ms for r in via) - statistics.mean(
                 r.p50_ms for r in floor
             )
-            cpu_ratio = statistics.mean(r.gateway_cpu_us or 0 for r in via) / statistics.mean(
-                r.gateway_cpu_us or 0 for r in floor
+            cpu_ratio = statistics.mean(r.server_cpu_us or 0 for r in via) / statistics.mean(
+                r.server_cpu_us or 0 for r in floor
             )
             print(
                 f"C={concurrency}: floor adds {added - above:.3f} ms, the gateway {above:.3f} ms"
