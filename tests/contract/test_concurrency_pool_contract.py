@@ -8,6 +8,7 @@ import asyncio
 import random
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -96,6 +97,59 @@ async def test_a_holder_that_stops_renewing_is_forgotten(pool: ConcurrencyPool) 
     assert await renew(pool, "b", 10) == 0
     await asyncio.sleep(0.3)
     assert await renew(pool, "b", 10) == 10
+
+
+class StalledPool:
+    """A pool whose answers to one process wait until ``answer`` is set (a process whose
+    loop stalled, or a pool slow to answer it)."""
+
+    def __init__(self, pool: ConcurrencyPool) -> None:
+        self._pool = pool
+        self.answer = asyncio.Event()
+        self.answer.set()
+
+    async def renew(self, pool: str, holder: str, **kwargs: Any) -> int:
+        await self.answer.wait()
+        return await self._pool.renew(pool, holder, **kwargs)
+
+    async def holders(self, pool: str) -> dict[str, int]:
+        return await self._pool.holders(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+async def test_a_grant_whose_lease_may_have_run_out_starts_no_call(
+    pool: ConcurrencyPool,
+) -> None:
+    stalled = StalledPool(pool)
+    slots = SharedSlots(stalled, "p", "stalled", limit=2, ttl_seconds=0.3, renew_seconds=0.05)
+    renewer = asyncio.create_task(slots.run())
+    try:
+        async with asyncio.timeout(30):
+            await slots.acquire()
+            await slots.acquire()
+            stalled.answer.clear()
+            slots.release()
+            slots.release()
+            assert slots.granted == 2  # the renewal that would lower it is held up
+            await asyncio.sleep(0.4)  # the pool forgets the stalled process
+            assert await pool.renew("p", "other", want=2, busy=2, limit=2, ttl_seconds=TTL) == 2
+
+            late = asyncio.create_task(slots.acquire())
+            await asyncio.sleep(0.1)
+            assert not late.done()  # its old grant may be someone else's by now
+
+            stalled.answer.set()
+            await asyncio.sleep(0.2)
+            assert not late.done()  # the pool says so: the other process holds the limit
+            assert await pool.renew("p", "other", want=0, busy=0, limit=2, ttl_seconds=TTL) == 0
+            await late  # room again, at the next renewal
+            assert slots.busy == 1
+            slots.release()
+    finally:
+        renewer.cancel()
+        await asyncio.gather(renewer, return_exceptions=True)
 
 
 async def test_many_processes_stay_within_the_limit(pool: ConcurrencyPool) -> None:

@@ -13,6 +13,10 @@ calls in flight, or the grant in force if that is more). The pool:
   its kind wants more than it has, so one busy process cannot keep the others out;
 - forgets a holder that has not renewed for ``ttl_seconds`` (a killed process).
 
+A process whose lease may have run out (its loop stalled, or the pool was slow to answer)
+starts no call on its old grant: new calls wait for the next answer, as the pool may have
+handed that room to another process meanwhile.
+
 A provider has one pool, ``calls:{provider}``, shared by its two kinds of holder:
 
 - *interactive* holders (a process's synchronous calls) may use all of the limit;
@@ -60,6 +64,9 @@ log = logging.getLogger("batchway.concurrency")
 
 _HAND_BACK_SECONDS = 5.0
 _HEADROOM_SHARE = 0.25  # an interactive holder asks for a quarter more than it uses
+# a grant is used for this part of its lease, counted from when it was asked for: the pool's
+# lease started later, and the margin covers clocks that tick a little apart
+_LEASE_USE = 0.9
 
 
 @dataclass
@@ -172,6 +179,7 @@ class SharedSlots:
         ttl_seconds: float = 10.0,
         renew_seconds: float | None = None,
         min_renew_seconds: float = 0.01,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
         self.name = name
@@ -186,7 +194,9 @@ class SharedSlots:
         # renewed five times a lease by default: a missed renewal or two never loses it
         self._renew = ttl_seconds / 5 if renew_seconds is None else renew_seconds
         self._min_renew = min_renew_seconds
+        self._clock = clock
         self.granted = 0
+        self._granted_until = 0.0  # when the grant's lease may run out (``clock``)
         self.busy = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._changed = asyncio.Event()
@@ -203,7 +213,7 @@ class SharedSlots:
     async def acquire(self) -> None:
         """Wait for room for one call, and take it (first come, first served)."""
         self._changed.set()
-        if self.busy < self.granted and not self._waiters:
+        if self.busy < self.granted and not self._waiters and self._clock() < self._granted_until:
             self.busy += 1
             return
         room = asyncio.get_running_loop().create_future()
@@ -225,6 +235,8 @@ class SharedSlots:
         self._hand_out()
 
     def _hand_out(self) -> None:
+        if self._clock() >= self._granted_until:
+            return  # the lease may have run out: the next answer hands out the room
         while self._waiters and self.busy < self.granted:
             room = self._waiters.popleft()
             if not room.done():
@@ -287,11 +299,15 @@ class SharedSlots:
     async def _renew_once(self) -> None:
         # while this renewal is on its way, calls may start up to the grant in force: the
         # pool must count that many, not just the calls in flight now, or it could hand
-        # them to another process meanwhile; a lower grant takes effect from the answer
-        held = max(self.busy, self.granted)
+        # them to another process meanwhile; a lower grant takes effect from the answer.
+        # A grant whose lease may have run out is not in force: only the calls in flight.
+        asked_at = self._clock()
+        in_force = asked_at < self._granted_until
+        held = max(self.busy, self.granted) if in_force else self.busy
         try:
             granted = await self._ask(want=self.wanted(), busy=held, spare=self.spare())
             self._failures = 0
+            self._granted_until = asked_at + self._ttl * _LEASE_USE
         except Exception as exc:  # the pool's store is down: this process alone decides
             self._failures += 1
             if self._failures == 1 or self._failures % 100 == 0:
@@ -301,6 +317,7 @@ class SharedSlots:
                     extra={"action": "concurrency_failed", "pool": self.name},
                 )
             granted = self.own_limit
+            self._granted_until = math.inf
         self.granted = granted
         self._hand_out()
 
