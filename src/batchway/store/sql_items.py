@@ -15,7 +15,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    insert,
     null,
     select,
     update,
@@ -54,7 +53,7 @@ from batchway.store.figures import (
     figures_step,
     line_figures,
 )
-from batchway.store.plans import Many, Plan, Rows
+from batchway.store.plans import Many, Plan, Rows, run_many
 from batchway.store.tables import batch_items, batches, upstream_batches
 from batchway.store.usage import usage_step
 
@@ -154,6 +153,20 @@ _OUTCOME_COLUMNS = (
 
 
 @functools.cache
+def _insert_sql(paramstyle: str) -> str:
+    """Store a validated line (straight to the driver: a big batch stores many)."""
+    batch_id, line, custom_id, model, provider, body, state, execute_only = driver_marks(
+        paramstyle, 8
+    )
+    return (
+        "INSERT INTO batch_items (batch_id, line, custom_id, model, provider, body, state,"
+        " execute_only, attempts, not_before, input_tokens, cached_tokens, output_tokens,"
+        f" reasoning_tokens, cost_usd) VALUES ({batch_id}, {line}, {custom_id}, {model},"
+        f" {provider}, {body}, {state}, {execute_only}, 0, 0.0, 0, 0, 0, 0, 0.0)"
+    )
+
+
+@functools.cache
 def _record_sql(paramstyle: str) -> str:
     """Write a line's outcome, only while the worker still holds it (its lease may have
     been taken back)."""
@@ -227,6 +240,61 @@ def _record_plan(
         yield from logs_plan(paramstyle, [r.log for r in written if r.log is not None])
         yield figures_step(paramstyle, _recorded(written, held))
     return written
+
+
+@functools.cache
+def _claim_sql(paramstyle: str, of_model: bool) -> str:
+    """Lease the first runnable lines of a provider (``of_model``: of one model and
+    endpoint), counting the attempt; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so that
+    workers never take the same line."""
+    marks = driver_marks(paramstyle, 12 if of_model else 10)
+    state, owner, expires, upstream, pending, provider, now, execute, status = marks[:9]
+    one_model = f" AND i.model = {marks[9]} AND b.endpoint = {marks[10]}" if of_model else ""
+    lock = "" if paramstyle == "qmark" else " FOR UPDATE OF i SKIP LOCKED"
+    return (
+        f"UPDATE batch_items SET state = {state}, lease_owner = {owner},"
+        f" lease_expires_at = {expires}, attempts = attempts + 1, upstream_batch_id = {upstream}"
+        " WHERE id IN (SELECT i.id FROM batch_items AS i JOIN batches AS b ON b.id = i.batch_id"
+        f" WHERE i.state = {pending} AND i.provider = {provider} AND i.not_before <= {now}"
+        f" AND i.execute_only = {execute} AND b.status = {status}{one_model}"
+        f" ORDER BY i.id LIMIT {marks[-1]}{lock})"
+        " RETURNING id, batch_id, line, custom_id, provider, body, attempts, model"
+    )
+
+
+@functools.cache
+def _parents_sql(paramstyle: str) -> str:
+    (ids,) = driver_marks(paramstyle, 1)
+    return f"SELECT id, endpoint, owner FROM batches WHERE {_id_in(paramstyle, ids)}"
+
+
+def _claim_plan(paramstyle: str, of_model: bool, args: tuple[Any, ...]) -> Plan[list[BatchItem]]:
+    # RETURNING cannot reach the batches table on SQLite: endpoints come separately
+    rows = yield Rows(_claim_sql(paramstyle, of_model), args)
+    if not rows:
+        return []
+    batch_ids = sorted({row[1] for row in rows})
+    parents = {
+        row[0]: (row[1], row[2])
+        for row in (yield Rows(_parents_sql(paramstyle), (_ids_param(paramstyle, batch_ids),)))
+    }
+    return [
+        BatchItem(
+            id=str(id_),
+            batch_id=batch_id,
+            line=line,
+            custom_id=custom_id,
+            provider=provider,
+            endpoint=parents[batch_id][0],
+            body=body,
+            attempts=attempts,
+            model=model,
+            owner=parents[batch_id][1],
+        )
+        for id_, batch_id, line, custom_id, provider, body, attempts, model in sorted(
+            rows, key=lambda row: row[0]
+        )
+    ]
 
 
 @functools.cache
@@ -328,25 +396,22 @@ class SqlItemStatements(SqlBase):
         if not items:
             return
         native = frozenset(native_providers)
-        async with self._write() as conn:
-            await conn.execute(
-                insert(batch_items),
-                [
-                    {
-                        "batch_id": batch_id,
-                        "line": item.line,
-                        "custom_id": item.custom_id,
-                        "model": item.model,
-                        "provider": item.provider,
-                        "body": item.body,
-                        "state": ItemState.PENDING.value,
-                        "attempts": 0,
-                        "not_before": 0.0,
-                        "execute_only": item.provider not in native,
-                    }
-                    for item in items
-                ],
+        pending = ItemState.PENDING.value
+        rows = [
+            (
+                batch_id,
+                item.line,
+                item.custom_id,
+                item.model,
+                item.provider,
+                item.body,
+                pending,
+                item.provider not in native,
             )
+            for item in items
+        ]
+        async with self._write() as conn:
+            await run_many(conn, Many(_insert_sql(self.paramstyle), rows))
             await add_models(
                 conn,
                 batch_id,
@@ -372,73 +437,21 @@ class SqlItemStatements(SqlBase):
         ``execute`` picks lines the gateway runs itself (True) or lines bound for the
         provider's native batch API (False), optionally of one ``model`` and ``endpoint``.
         """
-        runnable = (
-            select(batch_items.c.id)
-            .join(batches, batches.c.id == batch_items.c.batch_id)
-            .where(
-                batch_items.c.state == ItemState.PENDING.value,
-                batch_items.c.provider == provider,
-                batch_items.c.not_before <= now,
-                batch_items.c.execute_only == execute,
-                batches.c.status == BatchStatus.IN_PROGRESS.value,
-            )
-            .order_by(batch_items.c.id)
-            .limit(limit)
+        args: tuple[Any, ...] = (
+            ItemState.LEASED.value,
+            worker,
+            now + lease,
+            None if execute else worker.removeprefix("native:"),
+            ItemState.PENDING.value,
+            provider,
+            now,
+            execute,
+            BatchStatus.IN_PROGRESS.value,
         )
         if model is not None:
-            runnable = runnable.where(batch_items.c.model == model, batches.c.endpoint == endpoint)
-        if not self.is_sqlite:
-            runnable = runnable.with_for_update(skip_locked=True, of=batch_items)
-        # RETURNING cannot reach the batches table on SQLite: endpoints come separately
-        async with self._write() as conn:
-            rows = (
-                await conn.execute(
-                    update(batch_items)
-                    .where(batch_items.c.id.in_(runnable.scalar_subquery()))
-                    .values(
-                        state=ItemState.LEASED.value,
-                        lease_owner=worker,
-                        lease_expires_at=now + lease,
-                        attempts=batch_items.c.attempts + 1,
-                        upstream_batch_id=None if execute else worker.removeprefix("native:"),
-                    )
-                    .returning(
-                        batch_items.c.id,
-                        batch_items.c.batch_id,
-                        batch_items.c.line,
-                        batch_items.c.custom_id,
-                        batch_items.c.provider,
-                        batch_items.c.body,
-                        batch_items.c.attempts,
-                        batch_items.c.model,
-                    )
-                )
-            ).all()
-            if not rows:
-                return []
-            parents = {
-                row.id: row
-                for row in await conn.execute(
-                    select(batches.c.id, batches.c.endpoint, batches.c.owner).where(
-                        batches.c.id.in_({r.batch_id for r in rows})
-                    )
-                )
-            }
-        return [
-            BatchItem(
-                id=str(r.id),
-                batch_id=r.batch_id,
-                line=r.line,
-                custom_id=r.custom_id,
-                provider=r.provider,
-                endpoint=parents[r.batch_id].endpoint,
-                body=r.body,
-                attempts=r.attempts,
-                model=r.model,
-                owner=parents[r.batch_id].owner,
-            )
-            for r in sorted(rows, key=lambda r: r.id)
-        ]
+            args += (model, endpoint)
+        plan = _claim_plan(self.paramstyle, model is not None, (*args, limit))
+        return await self._write_plan(plan)
 
     async def extend_leases(self, worker: str, until: float) -> None:
         async with self._write() as conn:
