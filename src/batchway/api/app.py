@@ -19,6 +19,7 @@ from batchway.api.anthropic.messages import messages_routes
 from batchway.api.anthropic.routes import anthropic_routes
 from batchway.api.azure.routes import azure_routes
 from batchway.api.errors import handle_gateway_error, handle_http_error, handle_unexpected
+from batchway.api.hot_routes import GatewayApp, hot_table
 from batchway.api.metrics import metrics_routes
 from batchway.api.openai.proxy import proxy_routes
 from batchway.api.openai.routes import openai_routes
@@ -56,7 +57,9 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
                     if task is not None:
                         await _stop_worker(gateway, task)
 
-    app = Starlette(
+    app = GatewayApp(
+        # the synchronous calls skip the router (see `batchway.api.hot_routes`)
+        hot=hot_table([*proxy_routes("/v1"), *messages_routes(), *proxy_routes("")]),
         routes=[
             # the synchronous routes first: the router tries routes in order
             *proxy_routes("/v1"),
