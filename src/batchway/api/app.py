@@ -57,18 +57,19 @@ def create_app(config: Config, *, run_worker: bool | None = None) -> Starlette:
                     if task is not None:
                         await _stop_worker(gateway, task)
 
+    synchronous = [*proxy_routes("/v1"), *messages_routes()]
+    unprefixed = proxy_routes("")
     app = GatewayApp(
         # the synchronous calls skip the router (see `batchway.api.hot_routes`)
-        hot=hot_table([*proxy_routes("/v1"), *messages_routes(), *proxy_routes("")]),
+        hot=hot_table([*synchronous, *unprefixed]),
         routes=[
             # the synchronous routes first: the router tries routes in order
-            *proxy_routes("/v1"),
-            *messages_routes(),
+            *synchronous,
             Route("/healthz", healthz, methods=["GET"]),
             *anthropic_routes(),
             *openai_routes("/v1"),
             *openai_routes(""),
-            *proxy_routes(""),
+            *unprefixed,
             *azure_routes(),
             *admin_routes(),
             *log_routes(),
